@@ -1,0 +1,5 @@
+import sys
+
+from mlaprof.cli.main import main
+
+sys.exit(main())
