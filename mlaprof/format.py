@@ -41,6 +41,7 @@ NUM_HEADS_Q = 16
 PAGE_SIZE = 64  # tokens per KV-cache page
 MAX_S_Q = 4  # query tokens per sequence per decode step
 MAX_ROWS = NUM_HEADS_Q * MAX_S_Q  # query rows one partial can hold (row = q_token * NUM_HEADS_Q + head)
+KV_TILE_TOKENS = 32  # KV tokens per pipeline stage: 32 x 576 bf16 = 36.9 KB, so 4 stages + Q fit in 227 KB
 
 # ---- instruction words (int32) --------------------------------------------------------------------
 MAX_FANIN = 6  # inputs of one reduction
@@ -106,7 +107,7 @@ def render_header() -> str:
         *_enum_lines("STATUS_", Status),
     ]
     for name in (
-        "HEAD_DIM_QK", "HEAD_DIM_V", "NUM_HEADS_Q", "PAGE_SIZE", "MAX_S_Q", "MAX_ROWS", "MAX_FANIN",
+        "HEAD_DIM_QK", "HEAD_DIM_V", "NUM_HEADS_Q", "PAGE_SIZE", "MAX_S_Q", "MAX_ROWS", "KV_TILE_TOKENS", "MAX_FANIN",
         "WORDS_PER_INSTRUCTION", "NO_SLOT", "NO_SEM", "EVENT_WORDS", "HEADER_KIND_BITS",
         "HEADER_ROLE_SHIFT", "HEADER_INSTR_SHIFT", "DEFAULT_EVENT_CAPACITY",
     ):
