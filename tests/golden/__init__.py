@@ -1,0 +1,1 @@
+"""Hand-built traces with answers known exactly (see each builder's docstring); built in code, never downloaded."""
