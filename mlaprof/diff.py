@@ -1,0 +1,349 @@
+"""Two traces side by side: what got faster or slower, where, and how the critical path moved.
+
+All deltas are B minus A. Two modes:
+
+* ``matched``: both traces ran the same workload (equal ``lens`` and ``s_q`` in the metadata) and share at
+  least one instruction. Instructions are matched by what they compute, never by SM, index or task id (a new
+  scheduler renumbers and moves everything): opcode, sequence, query range, KV range and, for a reduction, the
+  list of its inputs' (query range, KV range), sorted. Two instructions of one trace with the same signature
+  (none in a valid schedule) are told apart by start order.
+* ``aggregate``: different workloads, or no instruction in common. Only totals are compared (makespan, time by
+  kind, per-opcode mean duration, busy/wait/idle, achieved rates), and ``note`` says so.
+
+``html_report`` renders a self-contained HTML page (plotly.js embedded) with both Gantts on one time axis and
+the delta tables; it imports plotly only when called.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+
+import numpy as np
+
+from mlaprof.analysis import Analysis, CriticalStep, Instructions, analyze
+from mlaprof.trace.io import Trace
+from mlaprof.trace.schema import KIND_NAMES, OPCODE_NAMES
+
+NS_PER_US = 1000.0
+
+
+def _r(x) -> float:
+    return round(float(x), 4)
+
+
+def _abd(a, b) -> dict:
+    """{a, b, delta}; a missing side counts as 0 so the delta stays a number; counts stay integers."""
+    a = 0 if a is None else a
+    b = 0 if b is None else b
+    if isinstance(a, (int, np.integer)) and isinstance(b, (int, np.integer)):
+        return {"a": int(a), "b": int(b), "delta": int(b) - int(a)}
+    return {"a": _r(a), "b": _r(b), "delta": _r(float(b) - float(a))}
+
+
+def signatures(ins: Instructions, tasks: list[dict]) -> list[tuple]:
+    """What each instruction computes, as a hashable key (see the module docstring)."""
+    by_id = {int(t["id"]): t for t in tasks if "id" in t}
+    red = OPCODE_NAMES.index("reduction")
+    cols = [c.tolist() for c in (ins.opcode, ins.seq, ins.q_start, ins.q_count, ins.kv_start, ins.kv_end, ins.task)]
+    out = []
+    for op, seq, q0, qn, k0, k1, tid in zip(*cols):
+        inputs = ()
+        if op == red:
+            t = by_id.get(tid)
+            if t is not None:
+                inputs = tuple(sorted(
+                    (by_id[i]["q_start"], by_id[i]["q_count"], by_id[i]["kv_start"], by_id[i]["kv_end"])
+                    if i in by_id else ("task", i) for i in t.get("inputs", ())
+                ))
+        out.append((op, seq, q0, qn, k0, k1, inputs))
+    return out
+
+
+def _keyed(ins: Instructions, tasks: list[dict]) -> dict[tuple, int]:
+    """signature (+ occurrence number in start order) -> instruction row."""
+    sigs = signatures(ins, tasks)
+    seen: dict[tuple, int] = {}
+    out = {}
+    for row in np.argsort(ins.start, kind="stable").tolist():
+        s = sigs[row]
+        n = seen.get(s, 0)
+        seen[s] = n + 1
+        out[s + (n,)] = row
+    return out
+
+
+@dataclasses.dataclass
+class OpChange:
+    signature: dict  # opcode, seq, q_start, q_count, kv_start, kv_end, inputs
+    a: dict  # sm, instr, task, start_us, dur_us
+    b: dict
+    dur_delta_us: float
+    start_shift_us: float
+
+
+@dataclasses.dataclass
+class Diff:
+    mode: str  # "matched" | "aggregate"
+    note: str
+    a: dict  # path, workload, scheduler, source, sm_count
+    b: dict
+    makespan_a_us: float
+    makespan_b_us: float
+    makespan_delta_us: float
+    totals: dict  # busy_us / wait_us / idle_us -> {a, b, delta}, summed over SMs
+    by_kind_us: dict  # kind -> {a, b, delta}
+    opcode_mean_us: dict  # opcode -> {a, b, delta} of mean INSTRUCTION duration
+    opcode_count: dict
+    rates: dict  # tflops / gbps / load_imbalance -> {a, b, delta}
+    sms: list[dict]  # the SMs that changed most, most first
+    ops: dict | None  # matched mode: counts and delta statistics
+    op_changes: list[OpChange]  # matched mode: every matched op, largest |duration delta| first
+    critical_path: dict
+
+    def to_json(self, max_ops: int | None = 100) -> dict:
+        out = dataclasses.asdict(self)
+        changes = out.pop("op_changes")
+        out["op_changes"] = changes if max_ops is None else changes[:max_ops]
+        out["op_changes_total"] = len(changes)
+        return out
+
+
+def _sm_changes(aa: Analysis, ab: Analysis, top: int) -> list[dict]:
+    n = max(len(aa.sm_busy_us), len(ab.sm_busy_us))
+
+    def pad(x):
+        x = np.asarray(x)
+        return np.r_[x, np.zeros(n - len(x), x.dtype)]
+
+    fields = {"busy_us": "sm_busy_us", "wait_us": "sm_wait_us", "idle_us": "sm_idle_us", "finish_us": "sm_finish_us",
+              "instructions": "sm_instructions"}
+    va = {k: pad(getattr(aa, f)) for k, f in fields.items()}
+    vb = {k: pad(getattr(ab, f)) for k, f in fields.items()}
+    # idle is makespan - busy - wait, so it is left out of the score to avoid counting one change twice
+    score = sum(np.abs(vb[k] - va[k]) for k in ("busy_us", "wait_us", "finish_us"))
+    order = np.argsort(-score, kind="stable")[:top]
+    return [
+        {"sm": int(i), "score_us": _r(score[i]), **{k: _abd(va[k][i], vb[k][i]) for k in fields}}
+        for i in order if score[i] > 0
+    ]
+
+
+def _side(t: Trace, an: Analysis) -> dict:
+    return {"path": str(t.path) if t.path else None, "workload": t.meta.workload, "scheduler": t.meta.scheduler,
+            "source": t.meta.source, "sm_count": t.meta.sm_count, "makespan_us": an.makespan_us}
+
+
+def _same_workload(a: dict, b: dict) -> bool:
+    try:
+        return [int(x) for x in a["lens"]] == [int(x) for x in b["lens"]] and int(a["s_q"]) == int(b["s_q"])
+    except (KeyError, TypeError, ValueError):
+        return False
+
+
+def _stats(x: np.ndarray) -> dict:
+    if not x.size:
+        return {"mean": 0.0, "p50": 0.0, "p90_abs": 0.0, "max_abs": 0.0, "sum": 0.0}
+    ax = np.abs(x)
+    return {"mean": _r(x.mean()), "p50": _r(np.percentile(x, 50)), "p90_abs": _r(np.percentile(ax, 90)),
+            "max_abs": _r(ax.max()), "sum": _r(x.sum())}
+
+
+def _sig_dict(sig: tuple) -> dict:
+    op, seq, q0, qn, k0, k1, inputs = sig[:7]
+    return {"opcode": OPCODE_NAMES[op] if 0 <= op < len(OPCODE_NAMES) else "unknown", "seq": seq, "q_start": q0,
+            "q_count": qn, "kv_start": k0, "kv_end": k1, "inputs": [list(i) for i in inputs]}
+
+
+def _match_ops(ins_a: Instructions, tasks_a, ins_b: Instructions, tasks_b):
+    ka, kb = _keyed(ins_a, tasks_a), _keyed(ins_b, tasks_b)
+    common = [k for k in ka if k in kb]
+    ia = np.fromiter((ka[k] for k in common), np.int64, len(common))
+    ib = np.fromiter((kb[k] for k in common), np.int64, len(common))
+    return ka, kb, common, ia, ib
+
+
+def _op_changes(ins_a, ins_b, common, ia, ib) -> tuple[dict, list[OpChange]]:
+    da = (ins_a.end[ia] - ins_a.start[ia]) / NS_PER_US
+    db = (ins_b.end[ib] - ins_b.start[ib]) / NS_PER_US
+    sa, sb = ins_a.start[ia] / NS_PER_US, ins_b.start[ib] / NS_PER_US
+    dd, ds = db - da, sb - sa
+    order = np.lexsort((-np.abs(ds), -np.abs(dd)))
+    changes = []
+    for j in order.tolist():
+        x, y = int(ia[j]), int(ib[j])
+        changes.append(OpChange(
+            signature=_sig_dict(common[j]),
+            a={"sm": int(ins_a.sm[x]), "instr": int(ins_a.instr[x]), "task": int(ins_a.task[x]),
+               "start_us": _r(sa[j]), "dur_us": _r(da[j])},
+            b={"sm": int(ins_b.sm[y]), "instr": int(ins_b.instr[y]), "task": int(ins_b.task[y]),
+               "start_us": _r(sb[j]), "dur_us": _r(db[j])},
+            dur_delta_us=_r(dd[j]), start_shift_us=_r(ds[j]),
+        ))
+    moved_sm = int(np.count_nonzero(ins_a.sm[ia] != ins_b.sm[ib]))
+    return {"matched": len(common), "moved_sm": moved_sm, "dur_delta_us": _stats(dd), "start_shift_us": _stats(ds)}, changes
+
+
+def _keyed_steps(an: Analysis, keyed: dict) -> dict[tuple, CriticalStep]:
+    """critical step -> its instruction's signature key (rows are sorted by (sm, instr), so search)."""
+    ins = an.instructions
+    if ins is None or not len(ins):
+        return {}
+    key_of_row = {row: k for k, row in keyed.items()}
+    width = int(ins.instr.max()) + 1
+    rows = np.searchsorted(ins.sm * width + ins.instr, [s.sm * width + s.instr for s in an.critical_path])
+    return {key_of_row[int(r)]: s for r, s in zip(rows, an.critical_path)}
+
+
+def _critical_moves(aa: Analysis, ab: Analysis, ka: dict, kb: dict) -> dict:
+    """Which critical-path steps are only in A, only in B, or in both but reached another way."""
+    sa, sb = _keyed_steps(aa, ka), _keyed_steps(ab, kb)
+    return {
+        "steps_a": len(aa.critical_path), "steps_b": len(ab.critical_path), "common": len(sa.keys() & sb.keys()),
+        "only_in_a": [dataclasses.asdict(s) for k, s in sa.items() if k not in sb],
+        "only_in_b": [dataclasses.asdict(s) for k, s in sb.items() if k not in sa],
+        "reason_changed": [{"a": dataclasses.asdict(sa[k]), "b": dataclasses.asdict(sb[k])}
+                           for k in sa if k in sb and sa[k].reason != sb[k].reason],
+        "end_delta_us": _path_end_delta(aa, ab),
+    }
+
+
+def _path_end_delta(aa: Analysis, ab: Analysis) -> float:
+    end = lambda an: an.critical_path[-1].end_us if an.critical_path else 0.0  # noqa: E731
+    return _r(end(ab) - end(aa))
+
+
+def diff(a: Trace, b: Trace, analysis_a: Analysis | None = None, analysis_b: Analysis | None = None,
+         top_sms: int = 10) -> Diff:
+    aa = analysis_a or analyze(a)
+    ab = analysis_b or analyze(b)
+    same = _same_workload(a.meta.workload, b.meta.workload)
+    ka = kb = common = None
+    if same and aa.instructions is not None and ab.instructions is not None:
+        ka, kb, common, ia, ib = _match_ops(aa.instructions, a.meta.tasks, ab.instructions, b.meta.tasks)
+    if same and common:
+        mode = "matched"
+        note = f"same workload; {len(common)} instructions matched by what they compute"
+        ops, changes = _op_changes(aa.instructions, ab.instructions, common, ia, ib)
+        ops["only_in_a"] = len(ka) - len(common)
+        ops["only_in_b"] = len(kb) - len(common)
+        crit = _critical_moves(aa, ab, ka, kb)
+    else:
+        mode = "aggregate"
+        why = "the workloads differ" if not same else "no instruction computes the same thing in both"
+        note = f"{why}: instructions cannot be matched, so only aggregates (totals, per-kind, per-opcode) are compared"
+        ops, changes = None, []
+        crit = {"steps_a": len(aa.critical_path), "steps_b": len(ab.critical_path),
+                "end_delta_us": _path_end_delta(aa, ab)}
+    opcodes = sorted(set(aa.op_stats) | set(ab.op_stats), key=OPCODE_NAMES.index)
+    return Diff(
+        mode=mode, note=note, a=_side(a, aa), b=_side(b, ab),
+        makespan_a_us=aa.makespan_us, makespan_b_us=ab.makespan_us,
+        makespan_delta_us=_r(ab.makespan_us - aa.makespan_us),
+        totals={k: _abd(getattr(aa, k), getattr(ab, k)) for k in ("busy_us", "wait_us", "idle_us")},
+        by_kind_us={k: _abd(aa.by_kind_us.get(k), ab.by_kind_us.get(k)) for k in KIND_NAMES},
+        opcode_mean_us={o: _abd(getattr(aa.op_stats.get(o), "mean_us", None), getattr(ab.op_stats.get(o), "mean_us", None))
+                        for o in opcodes},
+        opcode_count={o: _abd(getattr(aa.op_stats.get(o), "count", None), getattr(ab.op_stats.get(o), "count", None))
+                      for o in opcodes},
+        rates={"tflops": _abd(aa.tflops, ab.tflops), "gbps": _abd(aa.gbps, ab.gbps),
+               "load_imbalance": _abd(aa.load_imbalance, ab.load_imbalance)},
+        sms=_sm_changes(aa, ab, top_sms), ops=ops, op_changes=changes, critical_path=crit,
+    )
+
+
+# ---- HTML report --------------------------------------------------------------------------------------------
+
+_OP_COLOURS = {"partial": "#4c78a8", "reduction": "#f58518"}
+
+
+def _gantt_traces(an: Analysis, label: str):
+    """Instructions as horizontal line segments (scattergl: fast for tens of thousands), critical path on top."""
+    import plotly.graph_objects as go
+
+    ins = an.instructions
+    out = []
+    if ins is None or not len(ins):
+        return out
+    for code, name in enumerate(OPCODE_NAMES):
+        m = np.flatnonzero(ins.opcode == code)
+        if not m.size:
+            continue
+        x = np.full(3 * m.size, np.nan)
+        y = np.full(3 * m.size, np.nan)
+        x[0::3], x[1::3] = ins.start[m] / NS_PER_US, ins.end[m] / NS_PER_US
+        y[0::3] = y[1::3] = ins.sm[m]
+        text = np.repeat([f"{label} SM {s} #{i} task {t}: {name} seq {q} kv [{a},{b})"
+                          for s, i, t, q, a, b in zip(ins.sm[m], ins.instr[m], ins.task[m], ins.seq[m],
+                                                      ins.kv_start[m], ins.kv_end[m])], 3)
+        out.append(go.Scattergl(x=x, y=y, mode="lines", line={"width": 6, "color": _OP_COLOURS.get(name, "#888")},
+                                name=f"{label}: {name}", text=text, hoverinfo="text+x", connectgaps=False))
+    if an.critical_path:
+        x, y = [], []
+        for s in an.critical_path:
+            x += [s.start_us, s.end_us, None]
+            y += [s.sm, s.sm, None]
+        out.append(go.Scattergl(x=x, y=y, mode="lines", line={"width": 2, "color": "#d62728"},
+                                name=f"{label}: critical path", hoverinfo="skip"))
+    return out
+
+
+def _table(headers: list[str], rows: list[list]) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _abd_rows(d: dict) -> list[list]:
+    return [[k, v["a"], v["b"], v["delta"]] for k, v in d.items()]
+
+
+def html_report(d: Diff, aa: Analysis, ab: Analysis, max_ops: int = 50) -> str:
+    """A self-contained page: both Gantts on one shared time axis (µs), then the delta tables."""
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.06,
+                        subplot_titles=(f"A: {d.a['scheduler']} ({d.a['path']})", f"B: {d.b['scheduler']} ({d.b['path']})"))
+    for row, (an, label) in enumerate(((aa, "A"), (ab, "B")), start=1):
+        for tr in _gantt_traces(an, label):
+            fig.add_trace(tr, row=row, col=1)
+        fig.update_yaxes(title_text="SM", autorange="reversed", row=row, col=1)
+    fig.update_xaxes(title_text="time since kernel start (µs)", row=2, col=1)
+    rows = max(aa.sm_count, ab.sm_count, 1)
+    fig.update_layout(height=min(1800, 260 + 2 * max(120, 6 * rows)), margin={"l": 60, "r": 20, "t": 50, "b": 40})
+    plot = fig.to_html(include_plotlyjs=True, full_html=False)
+
+    parts = [
+        f"<h1>mlaprof diff</h1><p><b>mode:</b> {html.escape(d.mode)} &mdash; {html.escape(d.note)}</p>",
+        _table(["", "A", "B", "B - A"], [["makespan (µs)", d.makespan_a_us, d.makespan_b_us, d.makespan_delta_us]]
+               + _abd_rows({f"total {k}": v for k, v in d.totals.items()}) + _abd_rows(d.rates)),
+        plot,
+        "<h2>Time by kind (µs, summed over SMs)</h2>", _table(["kind", "A", "B", "B - A"], _abd_rows(d.by_kind_us)),
+        "<h2>Mean instruction duration by opcode (µs)</h2>",
+        _table(["opcode", "A", "B", "B - A"], _abd_rows(d.opcode_mean_us)),
+        "<h2>SMs that changed most</h2>",
+        _table(["SM", "busy A", "busy B", "wait A", "wait B", "finish A", "finish B", "score"],
+               [[s["sm"], s["busy_us"]["a"], s["busy_us"]["b"], s["wait_us"]["a"], s["wait_us"]["b"],
+                 s["finish_us"]["a"], s["finish_us"]["b"], s["score_us"]] for s in d.sms]),
+    ]
+    if d.ops is not None:
+        parts += [
+            f"<h2>Matched instructions</h2><p>{d.ops['matched']} matched, {d.ops['only_in_a']} only in A, "
+            f"{d.ops['only_in_b']} only in B, {d.ops['moved_sm']} moved to another SM.</p>",
+            _table(["opcode", "seq", "kv", "SM A", "SM B", "dur A", "dur B", "Δdur", "Δstart"],
+                   [[c.signature["opcode"], c.signature["seq"], f"[{c.signature['kv_start']},{c.signature['kv_end']})",
+                     c.a["sm"], c.b["sm"], c.a["dur_us"], c.b["dur_us"], c.dur_delta_us, c.start_shift_us]
+                    for c in d.op_changes[:max_ops]]),
+            "<h2>Critical path</h2>",
+            f"<p>{d.critical_path['steps_a']} steps in A, {d.critical_path['steps_b']} in B, "
+            f"{d.critical_path['common']} in both.</p>",
+        ]
+        for side in ("only_in_a", "only_in_b"):
+            parts.append(f"<h3>steps {side.replace('_', ' ')}</h3>")
+            parts.append(_table(["SM", "instr", "opcode", "seq", "kv", "start", "end", "reason"],
+                                [[s["sm"], s["instr"], s["opcode"], s["seq"], f"[{s['kv_start']},{s['kv_end']})",
+                                  s["start_us"], s["end_us"], s["reason"]] for s in d.critical_path[side]]))
+    style = ("body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse;margin:.5em 0}"
+             "td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}th{background:#f4f4f4}")
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>mlaprof diff</title><style>{style}</style>"
+            f"</head><body>{''.join(parts)}</body></html>")
