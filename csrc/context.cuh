@@ -1,0 +1,127 @@
+// Everything an op sees: kernel arguments (Globals), the block's shared memory (Smem), and per-role state
+// (Ctx). Compile-time sizes live here with the reason for each.
+#pragma once
+#include <cuda_bf16.h>
+#include "format.h"
+#include "globals.h"
+#include "ptx.cuh"
+#include "semaphore.cuh"
+#include "timing.cuh"
+
+namespace mlaprof {
+
+constexpr int kProducerWarps = 4;                         // one warpgroup (setmaxnreg works per warpgroup); warp 0 issues
+constexpr int kConsumerWarps = 8;                         // 16 rows x 512 cols of fp32 accumulators per 2 warps
+constexpr int kConsumerThreads = kConsumerWarps * 32;
+constexpr int kThreads = (kProducerWarps + kConsumerWarps) * 32;
+constexpr int kProducerRegs = 40;                         // setmaxnreg: the producer only computes addresses
+constexpr int kConsumerRegs = 232;                        // 128 fp32 accumulators + fragments; 128*40 + 256*232 <= 64K
+constexpr int kStages = 3;                                // 3 x 36.9 KB tiles in flight + 73 KB of Q fit in 227 KB
+constexpr int kTile = fmt::KV_TILE_TOKENS;
+constexpr int kRowPad = 8;                                // +16 B per smem row: ldmatrix rows land in distinct banks
+constexpr int kRowStride = fmt::HEAD_DIM_QK + kRowPad;    // bf16 elements per smem row of Q or KV
+constexpr int kRowBytes = fmt::HEAD_DIM_QK * 2;           // 1152 B: one token's latent KV (or one query row)
+constexpr int kSStride = kTile + 8;                       // fp32 scores row, padded against bank conflicts
+constexpr int kPStride = kTile + 8;                       // bf16 probabilities row: 80 B keeps ldmatrix conflict-free
+constexpr int kConsumerBarrier = 1;                       // named barrier id for the consumer warps
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr float kLn2 = 0.6931471805599453f;
+
+
+
+struct alignas(128) Smem {
+  bf16 q[fmt::MAX_ROWS][kRowStride];
+  bf16 kv[kStages][kTile][kRowStride];
+  float s[fmt::MAX_ROWS][kSStride];
+  bf16 p[fmt::MAX_ROWS][kPStride];
+  float row_a[fmt::MAX_ROWS];                 // per tile: rescale factor; after the last tile: 1 / row sum
+  float row_b[fmt::MAX_ROWS];                 // after the last tile: natural-log LSE
+  float red_w[fmt::MAX_ROWS][fmt::MAX_FANIN];  // reduction: weight of each input per row
+  unsigned long long issue_ts[kStages + 1];   // producer's issue time per stage; [kStages] is Q's
+  uint64_t full[kStages], empty[kStages], q_full, q_empty;
+  int abort;                                   // consumers gave up: the producer stops too
+  int flag;                                    // consumer leader -> consumer warps broadcast
+};
+
+// A ring position: stage index and the mbarrier phase bit it is on.
+struct Ring {
+  int stage = 0;
+  uint32_t phase = 0;
+  __device__ void advance() {
+    if (++stage == kStages) {
+      stage = 0;
+      phase ^= 1;
+    }
+  }
+};
+
+template <bool kTiming>
+struct Ctx {
+  const Globals& g;
+  Smem& s;
+  EventRecorder<kTiming>& rec;  // used by the consumer leader only
+  int lane, warp;               // warp: 0 = producer, 1..kConsumerWarps = consumers
+  int ctid;                     // consumer thread id 0..255 (meaningless in the producer)
+  bool leader;                  // consumer thread 0: records events, waits on semaphores
+  Ring ring;                    // this role's position in the KV stage ring
+  uint32_t q_phase = 0;         // this role's phase of the Q buffer barriers
+  unsigned long long last_load_end = 0;  // leader: end of the previous LOAD span
+
+  // LOAD spans form one non-overlapping stream per SM: a span starts at its copy's issue or when the
+  // previous load's data was seen, whichever is later, and ends when the consumers see its data. So the
+  // producer row always shows the load the pipeline is waiting on next.
+  __device__ void record_load(int instr, int aux, unsigned long long issued, unsigned long long seen) {
+    const unsigned long long start = issued > last_load_end ? issued : last_load_end;
+    rec.record(fmt::KIND_LOAD, fmt::ROLE_PRODUCER, instr, aux, start < seen ? start : seen, seen);
+    last_load_end = seen;
+  }
+
+  __device__ bool consumer_barrier_and(bool ok) {  // leader's verdict reaches every consumer thread
+    if (leader) s.flag = ok;
+    ptx::named_barrier(kConsumerBarrier, kConsumerThreads);
+    bool r = s.flag != 0;
+    ptx::named_barrier(kConsumerBarrier, kConsumerThreads);
+    return r;
+  }
+  __device__ void consumer_sync() { ptx::named_barrier(kConsumerBarrier, kConsumerThreads); }
+
+  // Producer-side wait that gives up when the consumers aborted (so a failed run never hangs here).
+  __device__ bool producer_wait(uint64_t* bar, uint32_t parity) {
+    while (!ptx::mbar_try_wait(bar, parity)) {
+      if (*reinterpret_cast<volatile int*>(&s.abort)) return false;
+    }
+    return true;
+  }
+  __device__ void fail(int code, int instr, int sem) {
+    status_fail(g.status, code, instr, sem);
+    s.abort = 1;
+  }
+};
+
+// Operands of one instruction, decoded once per role.
+struct Instr {
+  int task, seq, q_start, q_count, kv_start, kv_end, out_slot, signal_sem, num_inputs;
+  const int* words;
+  __device__ static Instr load(const int* w) {
+    using namespace fmt;
+    return Instr{__ldg(w + W_TASK),  __ldg(w + W_SEQ),      __ldg(w + W_Q_START),
+                 __ldg(w + W_Q_COUNT), __ldg(w + W_KV_START), __ldg(w + W_KV_END),
+                 __ldg(w + W_OUT_SLOT), __ldg(w + W_SIGNAL_SEM), __ldg(w + W_NUM_INPUTS), w};
+  }
+  __device__ int rows() const { return q_count * fmt::NUM_HEADS_Q; }
+  // Output row of local row r: in the output tensor, or in the scratch slot (absolute query token).
+  __device__ long long out_row(const Globals& g, int r) const {
+    return static_cast<long long>(seq * g.s_q + q_start) * fmt::NUM_HEADS_Q + r;
+  }
+  __device__ long long slot_row(int slot, int r) const {
+    return static_cast<long long>(slot) * fmt::MAX_ROWS + q_start * fmt::NUM_HEADS_Q + r;
+  }
+  // Shared operand checks: the producer and the consumers must agree to skip a bad instruction.
+  __device__ bool common_ok(const Globals& g) const {
+    return seq >= 0 && seq < g.batch && q_count >= 1 && q_start >= 0 && q_start + q_count <= g.s_q &&
+           (out_slot == fmt::NO_SLOT || (out_slot >= 0 && out_slot < g.num_slots)) &&
+           (signal_sem == fmt::NO_SEM || (signal_sem >= 0 && signal_sem < g.num_sems));
+  }
+};
+
+}  // namespace mlaprof

@@ -1,0 +1,106 @@
+// The persistent interpreter: one block per SM walks its own instruction list. Warp 0 runs every op's
+// producer part, warps 4..11 (two warpgroups) its consumer part; the two roles meet only through shared-memory mbarriers.
+// Ops are a compile-time list: a new op is a struct with kOpcode, operands_ok, produce and consume, added to
+// the list where the kernel is instantiated (megakernel.cu). Nothing here names MLA.
+#pragma once
+#include "context.cuh"
+
+namespace mlaprof {
+
+template <typename... Ops>
+struct OpList {
+  // Runs the op whose opcode matches; `found` says whether one did.
+  template <bool T>
+  __device__ static bool produce(int opcode, Ctx<T>& c, const Instr& in, int instr, bool& found) {
+    bool ok = true;
+    found = ((opcode == Ops::kOpcode ? (ok = Ops::operands_ok(c.g, in) && Ops::produce(c, in, instr), true) : false) || ...);
+    return ok;
+  }
+  template <bool T>
+  __device__ static bool consume(int opcode, Ctx<T>& c, const Instr& in, int instr, bool& found) {
+    bool ok = true;
+    found = ((opcode == Ops::kOpcode ? (ok = Ops::operands_ok(c.g, in) && Ops::consume(c, in, instr), true) : false) || ...);
+    return ok;
+  }
+};
+
+template <bool kTiming, typename Ops>
+__global__ void __launch_bounds__(kThreads, 1) interpreter_kernel(const __grid_constant__ Globals g) {
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  Smem& s = *reinterpret_cast<Smem*>(smem_raw);
+  const int tid = threadIdx.x;
+
+  // Zero shared memory once: padding rows of a short tile must hold finite values (0 * NaN is NaN).
+  for (int i = tid; i < static_cast<int>(sizeof(Smem) / 16); i += kThreads)
+    reinterpret_cast<uint4*>(smem_raw)[i] = make_uint4(0, 0, 0, 0);
+  if (tid == 0) {
+    for (int i = 0; i < kStages; ++i) {
+      ptx::mbar_init(&s.full[i], 1);
+      ptx::mbar_init(&s.empty[i], 1);
+    }
+    ptx::mbar_init(&s.q_full, 1);
+    ptx::mbar_init(&s.q_empty, 1);
+    s.abort = 0;
+    ptx::fence_barrier_init();
+  }
+  ptx::fence_proxy_async();  // the copy engine writes over what the zeroing stores wrote
+  __syncthreads();
+
+  EventRecorder<kTiming> rec(g.events, g.event_counts, g.event_capacity);
+  Ctx<kTiming> c{g, s, rec, tid & 31, tid >> 5, tid - kProducerWarps * 32, tid == kProducerWarps * 32};
+  const int* list = g.instructions + static_cast<long long>(blockIdx.x) * g.max_instr * fmt::WORDS_PER_INSTRUCTION;
+
+  if (c.warp < kProducerWarps) {
+    ptx::setmaxnreg_dec<kProducerRegs>();
+    if (c.warp != 0) return;  // the rest of the producer warpgroup only donates its registers
+    for (int i = 0; i < g.max_instr; ++i) {
+      const int* w = list + i * fmt::WORDS_PER_INSTRUCTION;
+      const int opcode = __ldg(w + fmt::W_OPCODE);
+      if (opcode == fmt::OP_END) break;
+      bool found;
+      const bool ok = Ops::produce(opcode, c, Instr::load(w), i, found);
+      if (!found || !ok) break;  // the consumers see the same instruction and report it
+    }
+    // Never leave the block with a bulk copy still writing its shared memory.
+    if (c.lane == 0) {
+      Ring r = c.ring;
+      for (int k = 0; k < kStages; ++k) {
+        r.stage = (r.stage + kStages - 1) % kStages;
+        if (r.stage == kStages - 1) r.phase ^= 1;
+        ptx::mbar_wait(&s.full[r.stage], r.phase);
+      }
+      ptx::mbar_wait(&s.q_full, c.q_phase ^ 1);
+    }
+  } else {
+    ptx::setmaxnreg_inc<kConsumerRegs>();
+    for (int i = 0; i < g.max_instr; ++i) {
+      const int* w = list + i * fmt::WORDS_PER_INSTRUCTION;
+      const unsigned long long t_begin = rec.now();
+      const int opcode = __ldg(w + fmt::W_OPCODE);
+      if (opcode == fmt::OP_END) break;
+      const Instr in = Instr::load(w);
+      if constexpr (kTiming) {
+        if (c.leader) rec.record(fmt::KIND_SETUP, fmt::ROLE_CONTROLLER, i, -1, t_begin, rec.now());
+      }
+      bool found;
+      const bool ok = Ops::consume(opcode, c, in, i, found);
+      if (!found || !ok) {
+        if (c.leader) {
+          const int code = !found ? fmt::STATUS_BAD_OPCODE : (status_aborted(g.status) ? -1 : fmt::STATUS_BAD_OPERAND);
+          if (code > 0) c.fail(code, i, -1);
+          else s.abort = 1;
+        }
+        break;
+      }
+      if constexpr (kTiming) {
+        if (c.leader) rec.record(fmt::KIND_INSTRUCTION, fmt::ROLE_CONTROLLER, i, -1, t_begin, rec.now());
+      }
+    }
+    if (c.leader) {
+      s.abort = 1;  // release a producer still waiting for a stage (only possible after an error)
+      rec.finish();
+    }
+  }
+}
+
+}  // namespace mlaprof

@@ -1,0 +1,52 @@
+// Dependencies between SMs: a writer release-stores 1 into its semaphore after its stores; its one reader
+// spins (acquire, with back-off) until it sees 1, then stores 0 back, so every launch (CUDA-graph replays
+// included) starts from zeroed semaphores without a host-side reset; the host resets only after an error. A wait past WAIT_TIMEOUT_NS, or another SM's abort, ends the kernel with
+// an error code in the status tensor instead of hanging the GPU.
+#pragma once
+#include "format.h"
+#include "globals.h"
+#include "ptx.cuh"
+
+namespace mlaprof {
+
+__device__ inline void status_fail(const KernelStatus& st, int code, int instr, int sem) {
+  if (atomicCAS(st.status, fmt::STATUS_OK, code) == fmt::STATUS_OK) {
+    st.status[1] = blockIdx.x;
+    st.status[2] = instr;
+    st.status[3] = sem;
+  }
+  __threadfence();
+  atomicExch(st.abort, 1);
+}
+__device__ inline bool status_aborted(const KernelStatus& st) { return ptx::ld_volatile(st.abort) != 0; }
+
+constexpr int kSpinSleepMinNs = 32;    // first back-off: one globaltimer tick
+constexpr int kSpinSleepMaxNs = 1024;  // cap: keeps wake-up latency ~1 us while sparing the memory system
+
+// Returns false (after recording the error) when the wait timed out or the kernel is aborting.
+__device__ inline bool semaphore_wait(int* sem, const KernelStatus& st, int instr, int sem_index) {
+  if (ptx::ld_acquire(sem) != 0) {
+    *sem = 0;
+    return true;
+  }
+  const uint64_t t0 = ptx::globaltimer();
+  int sleep_ns = kSpinSleepMinNs;
+  while (ptx::ld_acquire(sem) == 0) {
+    if (status_aborted(st)) return false;
+    if (ptx::globaltimer() - t0 > static_cast<uint64_t>(fmt::WAIT_TIMEOUT_NS)) {
+      status_fail(st, fmt::STATUS_WAIT_TIMEOUT, instr, sem_index);
+      return false;
+    }
+    __nanosleep(sleep_ns);
+    sleep_ns = min(sleep_ns * 2, kSpinSleepMaxNs);
+  }
+  *sem = 0;  // consumed: this launch has no other reader, the next one finds it zeroed
+  return true;
+}
+
+__device__ inline void semaphore_signal(int* sem) {
+  __threadfence();
+  ptx::st_release(sem, 1);
+}
+
+}  // namespace mlaprof

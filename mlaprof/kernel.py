@@ -1,0 +1,149 @@
+"""JIT build and launch of the megakernel in csrc/ (sm_90a), with its status check.
+
+The extension is built on first use by torch.utils.cpp_extension and cached (in TORCH_EXTENSIONS_DIR, by
+default ~/.cache/torch_extensions); editing any csrc/ file triggers a rebuild.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from pathlib import Path
+
+import numpy as np
+
+from mlaprof import format as fmt
+from mlaprof.errors import UserError
+from mlaprof.workloads import WorkloadTensors
+
+CSRC = Path(__file__).resolve().parent.parent / "csrc"
+SOURCES = ("bindings.cpp", "megakernel.cu")
+NVCC_FLAGS = (
+    "-gencode=arch=compute_90a,code=sm_90a",  # wgmma/setmaxnreg need the 'a' target; plain sm_90 rejects them
+    "-O3",
+    "--use_fast_math",
+    "-std=c++17",
+    "-lineinfo",
+)
+
+
+class NoGpuError(UserError):
+    pass
+
+
+class KernelError(UserError):
+    """The kernel reported an error through its status tensor (it never hangs: waits are bounded)."""
+
+
+def require_gpu():
+    import torch
+
+    if not torch.cuda.is_available():
+        raise NoGpuError(
+            "no CUDA GPU found: the megakernel needs an sm_90 GPU (H100/H200). Without one, "
+            "`mlaprof simulate --workload W --scheduler S --out F.arrow` runs the same schedule on the cost model"
+        )
+    major, minor = torch.cuda.get_device_capability()
+    if major != 9:
+        name = torch.cuda.get_device_name()
+        raise NoGpuError(f"{name} is sm_{major}{minor}; the megakernel is built for sm_90a (Hopper: H100/H200)")
+
+
+@functools.cache
+def load_extension(verbose: bool = False):
+    require_gpu()
+    from torch.utils.cpp_extension import load
+
+    return load(
+        name="mlaprof_megakernel",
+        sources=[str(CSRC / s) for s in SOURCES],
+        extra_include_paths=[str(CSRC)],
+        extra_cflags=["-O2", "-std=c++17"],
+        extra_cuda_cflags=list(NVCC_FLAGS),
+        verbose=verbose or bool(os.environ.get("MLAPROF_BUILD_VERBOSE")),
+    )
+
+
+def _status_message(code: int, sm: int, instr: int, sem: int) -> str:
+    if code == fmt.Status.WAIT_TIMEOUT:
+        return (
+            f"SM {sm}, instruction {instr} waited more than {fmt.WAIT_TIMEOUT_NS / 1e9:.1f} s on semaphore {sem}: "
+            "the schedule deadlocks or an input is never produced; check it with `mlaprof simulate`"
+        )
+    if code == fmt.Status.BAD_OPCODE:
+        return f"SM {sm}, instruction {instr}: unknown opcode; the instruction tensor is not from this mlaprof"
+    if code == fmt.Status.BAD_OPERAND:
+        return f"SM {sm}, instruction {instr}: operand out of range (sequence, query tokens, KV range, slot or semaphore)"
+    return f"kernel status {code} at SM {sm}, instruction {instr}"
+
+
+@dataclasses.dataclass
+class Megakernel:
+    """Device buffers for one instruction tensor on one workload's tensors; launch() is CUDA-graph capturable."""
+
+    instructions: "torch.Tensor"
+    tensors: WorkloadTensors
+    num_slots: int
+    num_sems: int
+    timing: bool = True
+    event_capacity: int = fmt.DEFAULT_EVENT_CAPACITY
+
+    def __post_init__(self):
+        import torch
+
+        require_gpu()
+        dev = self.tensors.q.device
+        num_sms = self.instructions.shape[0]
+        props = torch.cuda.get_device_properties(dev)
+        if num_sms > props.multi_processor_count:
+            raise UserError(
+                f"the schedule uses {num_sms} SMs but {props.name} has {props.multi_processor_count}: "
+                "a persistent megakernel needs every block resident; schedule for at most that many"
+            )
+        b, s_q, h, _ = self.tensors.q.shape
+        self.ext = load_extension()
+        self.instructions = torch.as_tensor(self.instructions, dtype=torch.int32).to(dev).contiguous()
+        self.out = torch.empty(b, s_q, h, fmt.HEAD_DIM_V, dtype=torch.bfloat16, device=dev)
+        self.out_lse = torch.empty(b, s_q, h, dtype=torch.float32, device=dev)
+        self.scratch_o = torch.empty(max(self.num_slots, 1), fmt.MAX_ROWS, fmt.HEAD_DIM_V, dtype=torch.float32, device=dev)
+        self.scratch_lse = torch.empty(max(self.num_slots, 1), fmt.MAX_ROWS, dtype=torch.float32, device=dev)
+        self.sems = torch.zeros(max(self.num_sems, 1), dtype=torch.int32, device=dev)
+        self.status = torch.zeros(8, dtype=torch.int32, device=dev)
+        cap = self.event_capacity if self.timing else 1
+        self.events = torch.zeros(num_sms, cap, fmt.EVENT_WORDS, dtype=torch.int64, device=dev)
+        self.event_counts = torch.zeros(num_sms, dtype=torch.int32, device=dev)
+
+    def launch(self) -> None:
+        """Asynchronous launch on the current stream (no host sync: usable inside a CUDA graph)."""
+        self.status.zero_()
+        t = self.tensors
+        self.ext.launch(
+            self.instructions, t.q, t.kv_cache, t.block_table, t.cache_seqlens, self.out, self.out_lse,
+            self.scratch_o, self.scratch_lse, self.sems, self.status, self.events, self.event_counts,
+            float(t.softmax_scale), bool(self.timing),
+        )
+
+    def check(self) -> None:
+        """Raise KernelError if the last launch reported one; leaves the buffers ready for the next launch."""
+        code, sm, instr, sem = (int(x) for x in self.status[:4].tolist())
+        if code != fmt.Status.OK:
+            self.sems.zero_()  # an aborted launch leaves semaphores set; the next launch must start clean
+            raise KernelError(_status_message(code, sm, instr, sem))
+
+    def run(self) -> float:
+        """Launch once, wait, check status; returns the CUDA-event time of the launch in microseconds."""
+        import torch
+
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        self.launch()
+        end.record()
+        end.synchronize()
+        self.check()
+        return start.elapsed_time(end) * 1e3
+
+    def timing_buffers(self) -> tuple[np.ndarray, np.ndarray]:
+        if not self.timing:
+            raise UserError("this kernel was built with timing compiled out; launch with timing=True for a trace")
+        return self.events.cpu().numpy(), self.event_counts.cpu().numpy()

@@ -1,0 +1,120 @@
+"""The megakernel on the GPU against the float32 reference. Marked `gpu`: skipped where no sm_90 GPU is."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from mlaprof import format as fmt  # noqa: E402
+from mlaprof.reference import mla_decode_reference, relative_error  # noqa: E402
+from mlaprof.workloads import Workload, build_tensors  # noqa: E402
+from tests.kernel_handmade import deadlock, handmade  # noqa: E402
+
+needs_gpu = pytest.mark.skipif(
+    not torch.cuda.is_available() or torch.cuda.get_device_capability()[0] != 9, reason="needs an sm_90 GPU"
+)
+pytestmark = [pytest.mark.gpu, needs_gpu]
+
+TOL = 3e-3
+
+
+def _run(w: Workload, instructions, slots, sems, timing=True, seed=0, shuffle=True):
+    from mlaprof.kernel import Megakernel
+
+    t = build_tensors(w, device="cuda", seed=seed, shuffle_pages=shuffle)
+    mk = Megakernel(torch.from_numpy(instructions), t, slots, sems, timing=timing)
+    mk.out.fill_(float("nan"))  # poison: every element must be written
+    mk.out_lse.fill_(float("nan"))
+    mk.run()
+    return mk, t
+
+
+def _check(mk, t):
+    ref_o, ref_lse = mla_decode_reference(t)
+    assert torch.isfinite(mk.out.float()).all(), "some output elements were never written"
+    err = relative_error(mk.out.float(), ref_o)
+    lse_err = relative_error(mk.out_lse, ref_lse)
+    assert err < TOL, f"relative error {err:.2e}"
+    assert lse_err < TOL, f"LSE relative error {lse_err:.2e}"
+    return err
+
+
+CASES = [
+    # (lens, s_q, splits)
+    ((1,), 1, [1]),
+    ((63, 64, 65), 2, [1, 1, 1]),
+    ((63, 64, 65), 4, [2, 3, 2]),
+    ((1000, 4097), 3, [4, 6]),
+    ((4641, 45118, 1730, 1696), 4, [3, 6, 2, 1]),
+    ((131072,), 1, [6]),
+]
+
+
+@pytest.mark.parametrize("lens,s_q,splits", CASES)
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_matches_reference(lens, s_q, splits, shuffle):
+    w = Workload("t", lens, s_q)
+    ins, slots, sems = handmade(w, 8, splits)
+    mk, t = _run(w, ins, slots, sems, shuffle=shuffle, seed=len(lens) * 7 + s_q)
+    _check(mk, t)
+
+
+def test_timing_on_and_off_give_identical_output():
+    w = Workload("t", (3000, 777, 65), 4)
+    ins, slots, sems = handmade(w, 6, [3, 2, 1])
+    on, _ = _run(w, ins, slots, sems, timing=True, seed=3)
+    off, _ = _run(w, ins, slots, sems, timing=False, seed=3)
+    assert torch.equal(on.out, off.out) and torch.equal(on.out_lse, off.out_lse)
+
+
+def test_repeated_launches_need_no_semaphore_reset():
+    w = Workload("t", (5000, 300), 2)
+    ins, slots, sems = handmade(w, 10, [5, 2])
+    mk, t = _run(w, ins, slots, sems, seed=5)
+    first = mk.out.clone()
+    for _ in range(5):
+        mk.out.fill_(float("nan"))
+        mk.run()
+        assert torch.equal(mk.out, first)
+    assert int(mk.sems.abs().sum()) == 0, "semaphores are left set after a launch"
+
+
+def test_event_buffer_is_consistent():
+    w = Workload("t", (4000, 1000), 4)
+    ins, slots, sems = handmade(w, 4, [3, 1])
+    mk, _ = _run(w, ins, slots, sems)
+    events, counts = mk.timing_buffers()
+    assert (counts > 0).all() and (counts <= mk.event_capacity).all()
+    for sm in range(ins.shape[0]):
+        ev = events[sm, : counts[sm]]
+        assert (ev[:, 3] >= ev[:, 2]).all()
+        kinds = set((ev[:, 0] & 0xFF).tolist())
+        assert {fmt.Kind.INSTRUCTION, fmt.Kind.SETUP, fmt.Kind.COMPUTE, fmt.Kind.STORE} <= kinds
+
+
+def test_deadlock_returns_with_clear_error_and_next_launch_works():
+    from mlaprof.kernel import KernelError
+
+    w = Workload("t", (2048,), 2)
+    ins, slots, sems = deadlock(w)
+    t0 = time.perf_counter()
+    with pytest.raises(KernelError, match="deadlocks"):
+        _run(w, ins, slots, sems)
+    assert time.perf_counter() - t0 < 10
+    good, slots, sems = handmade(w, 2, [2])
+    mk, t = _run(w, good, slots, sems)
+    _check(mk, t)
+
+
+def test_bad_operand_is_reported():
+    from mlaprof.kernel import KernelError
+
+    w = Workload("t", (128,), 1)
+    ins, slots, sems = handmade(w, 1, [1])
+    ins[0, 0, fmt.Word.KV_END] = 10_000  # beyond the sequence
+    with pytest.raises(KernelError, match="operand out of range"):
+        _run(w, ins, slots, sems)
