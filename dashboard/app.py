@@ -1,0 +1,55 @@
+"""Wiring: a Dash app over one trace folder, and ``serve`` that runs it on 127.0.0.1 unless told otherwise."""
+
+from __future__ import annotations
+
+import ipaddress
+import sys
+import threading
+import webbrowser
+from pathlib import Path
+
+import dash
+
+from dashboard import callbacks
+from dashboard.files import TraceDir
+from dashboard.layout import build_layout
+from dashboard.store import TraceStore
+from mlaprof.errors import UserError
+
+DEFAULT_DIR = Path(__file__).resolve().parent.parent / "traces"  # the bundled traces at the repo root
+
+
+def create_app(root: str | Path = DEFAULT_DIR) -> dash.Dash:
+    """The app for the traces under ``root``; only files inside it can ever be opened."""
+    tdir = TraceDir(root)
+    app = dash.Dash(__name__, title="mlaprof dashboard", update_title=None)
+    app.layout = build_layout(f"serving {tdir.root}")
+    callbacks.register(app, TraceStore(tdir))
+    return app
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(root: str | Path = DEFAULT_DIR, host: str = "127.0.0.1", port: int = 8050, open_browser: bool = True,
+          debug: bool = False) -> None:
+    if not 0 < port < 65536:
+        raise UserError(f"--port must be 1..65535, got {port}")
+    app = create_app(root)
+    if not _is_loopback(host):
+        print(f"warning: serving on {host}: anyone who can reach this address can read the traces in {root}",
+              file=sys.stderr)
+    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/"
+    print(f"mlaprof dashboard: {url} (traces under {Path(root).resolve()}; Ctrl-C stops)")
+    if open_browser:
+        threading.Timer(1.0, webbrowser.open, args=(url,)).start()
+    try:
+        app.run(host=host, port=port, debug=debug)
+    except OSError as e:  # port taken, address not available
+        raise UserError(f"cannot serve on {host}:{port}: {e.strerror or e}") from None

@@ -1,0 +1,322 @@
+"""Plotly figures as plain dicts: the Gantt, the diff (two Gantts on one time axis) and the summary charts.
+
+Why dicts and not ``go.Figure``: the Gantt's arrays are written as Plotly typed arrays (base64 ``bdata``)
+directly, which skips Plotly's per-property validation and keeps the JSON small (4 bytes per float).
+Why WebGL lines: one ``scattergl`` trace per kind holds every bar of that kind as a line segment
+(x0, x1, NaN), so the browser draws any number of bars in one call; shapes (one per bar) or ``px.timeline``
+(one SVG path per bar) stall long before 100k bars.  Hover details live on an invisible marker trace with
+points along each bar, since WebGL hover picks points, not segments.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+
+import numpy as np
+
+from dashboard import lod
+from dashboard.data import BAR_KINDS, Filters, GanttData, row_to_y
+from dashboard.view import View
+from mlaprof.trace.schema import KIND_NAMES, OPCODE_NAMES, ROLE_NAMES
+
+# Okabe-Ito: distinguishable under the common colour-vision deficiencies
+PALETTE = {
+    "setup": "#E69F00",  # orange
+    "load": "#56B4E9",  # sky blue
+    "compute": "#009E73",  # bluish green
+    "wait": "#D55E00",  # vermillion
+    "store": "#CC79A7",  # reddish purple
+}
+BOUNDARY_COLOR = "rgba(0,0,0,0.55)"
+SM_STATE_COLORS = {"busy": "#0072B2", "wait": "#D55E00", "idle": "#BBBBBB"}
+# painter's order, bottom to top, where spans of two roles overlap in one row: waits only show where nothing
+# else runs (analysis counts wait the same way), computes over the loads they overlap, short setup/store on top
+DRAW_ORDER = ["wait", "load", "compute", "store", "setup"]
+KIND_LABEL = {"setup": "setup", "load": "load", "compute": "compute", "wait": "wait (semaphore)", "store": "store"}
+BOUNDARY_LIMIT = 20_000  # instruction boundary marks drawn exactly; above it, one per pixel per row
+HOVER_POINTS_PER_VIEW = 40  # a bar as wide as the view gets this many hover points
+MAX_HOVER_POINTS_PER_BAR = 40
+
+_DTYPES = {np.dtype(np.float32): "f4", np.dtype(np.float64): "f8", np.dtype(np.int32): "i4",
+           np.dtype(np.int16): "i2", np.dtype(np.int8): "i1", np.dtype(np.uint8): "u1"}
+
+
+def typed(a: np.ndarray) -> dict:
+    """A numpy array as a Plotly typed array (what plotly.py itself writes for numpy input)."""
+    a = np.ascontiguousarray(a)
+    out = {"dtype": _DTYPES[a.dtype], "bdata": base64.b64encode(a.tobytes()).decode("ascii")}
+    if a.ndim == 2:
+        out["shape"] = f"{a.shape[0]}, {a.shape[1]}"
+    return out
+
+
+def _segments(x0: np.ndarray, x1: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Horizontal segments (x0,y)-(x1,y) separated by NaN: one polyline for any number of bars."""
+    nan = np.full(len(x0), np.nan, np.float32)
+    xs = np.stack([x0.astype(np.float32), x1.astype(np.float32), nan], axis=1).ravel()
+    ys = np.stack([y, y, nan], axis=1).astype(np.float32).ravel()
+    return xs, ys
+
+
+def _hover_points(x0: np.ndarray, x1: np.ndarray, view_width: float) -> tuple[np.ndarray, np.ndarray]:
+    """(bar index, x) of hover points: one at each bar's middle, more along bars that are wide on screen."""
+    n = np.clip(np.ceil((x1 - x0) / (view_width / HOVER_POINTS_PER_VIEW)), 1, MAX_HOVER_POINTS_PER_BAR)
+    n = n.astype(np.int64)
+    bar = np.repeat(np.arange(len(x0)), n)
+    first = np.repeat(np.cumsum(n) - n, n)
+    j = np.arange(len(bar)) - first
+    return bar, x0[bar] + (j + 0.5) / n[bar] * (x1[bar] - x0[bar])
+
+
+_RAW_TEMPLATE = (
+    "<b>{kind}</b> · SM %{{customdata[0]}} · {role}<br>"
+    "instruction %{{customdata[1]}} ({op}) · task %{{customdata[10]}}<br>"
+    "sequence %{{customdata[2]}} · query tokens %{{customdata[3]}}–%{{customdata[4]}}<br>"
+    "KV [%{{customdata[5]}}, %{{customdata[6]}}) · {aux} %{{customdata[7]}}<br>"
+    "start %{{customdata[8]:.3f}} µs · duration %{{customdata[9]:.3f}} µs<extra></extra>"
+)
+_AGG_TEMPLATE = (
+    "<b>mostly {kind}</b> · SM %{{customdata[0]}}{role}<br>"
+    "%{{customdata[1]:.3f}}–%{{customdata[2]:.3f}} µs · {kind} visible %{{customdata[3]:.0f}}% of it<br>"
+    "<i>aggregated view: zoom in for instruction details</i><extra></extra>"
+)
+
+
+def _raw_hover(data: GanttData, bars: lod.Bars, sel: np.ndarray, y: np.ndarray, kind: str, view_width: float,
+               axes: dict) -> list[dict]:
+    """Hover traces for raw bars of one kind, one per (opcode, role) so the template can name them."""
+    sp = data.spans
+    out = []
+    span = bars.index[sel]
+    for op_code in np.unique(sp.opcode[span]):
+        for role_code in np.unique(sp.role[span]):
+            m = (sp.opcode[span] == op_code) & (sp.role[span] == role_code)
+            if not m.any():
+                continue
+            s = span[m]
+            bar, x = _hover_points(data.start_us[s], data.end_us[s], view_width)
+            s_pts = s[bar]
+            cd = np.stack([
+                sp.sm[s_pts], sp.instr[s_pts], sp.seq[s_pts], sp.q_start[s_pts],
+                sp.q_start[s_pts] + np.maximum(sp.q_count[s_pts], 1) - 1, sp.kv_start[s_pts], sp.kv_end[s_pts],
+                sp.aux[s_pts], data.start_us[s_pts], data.end_us[s_pts] - data.start_us[s_pts], sp.task[s_pts],
+            ], axis=1).astype(np.float32)
+            aux = "input" if kind == "wait" or OPCODE_NAMES[op_code] == "reduction" else "tile"
+            template = _RAW_TEMPLATE.format(kind=KIND_LABEL[kind], role=_name(ROLE_NAMES, role_code),
+                                            op=_name(OPCODE_NAMES, op_code), aux=aux)
+            out.append(_hover_trace(kind, x, y[m][bar], cd, template, axes))
+    return out
+
+
+def _agg_hover(bars: lod.Bars, sel: np.ndarray, y: np.ndarray, kind: str, split_roles: bool, view_width: float,
+               axes: dict) -> list[dict]:
+    x0, x1 = bars.x0[sel], bars.x1[sel]
+    bar, x = _hover_points(x0, x1, view_width)
+    rows = bars.row[sel]
+    sm = rows // len(ROLE_NAMES) if split_roles else rows
+    cd = np.stack([sm[bar], x0[bar], x1[bar], 100.0 * bars.share[sel][bar]], axis=1).astype(np.float32)
+    out = []
+    if split_roles:  # one trace per role so its name can be in the template
+        role = rows[bar] % len(ROLE_NAMES)
+        for r in np.unique(role):
+            m = role == r
+            t = _AGG_TEMPLATE.format(kind=KIND_LABEL[kind], role=f" · {ROLE_NAMES[r]}")
+            out.append(_hover_trace(kind, x[m], y[bar][m], cd[m], t, axes))
+        return out
+    return [_hover_trace(kind, x, y[bar], cd, _AGG_TEMPLATE.format(kind=KIND_LABEL[kind], role=""), axes)]
+
+
+def _hover_trace(kind: str, x, y, customdata, template: str, axes: dict) -> dict:
+    return {
+        "type": "scattergl", "mode": "markers", "x": typed(np.asarray(x, np.float32)),
+        "y": typed(np.asarray(y, np.float32)), "customdata": typed(customdata), "hovertemplate": template,
+        "marker": {"size": 6, "color": "rgba(0,0,0,0)"}, "showlegend": False, "legendgroup": kind,
+        "name": f"{kind} details", "hoverlabel": {"bgcolor": PALETTE[kind]}, **axes,
+    }
+
+
+def _name(names: list[str], code) -> str:
+    code = int(code)
+    return names[code] if 0 <= code < len(names) else "unknown"
+
+
+def _visible_rows(data: GanttData, f: Filters, view: View) -> tuple[int, int]:
+    lo, hi = f.sm_range if f.sm_range is not None else (0, data.sm_count - 1)
+    if view.y is not None:
+        lo, hi = max(lo, math.floor(view.y[0])), min(hi, math.ceil(view.y[1]))
+    return lo, max(lo, hi)
+
+
+def gantt_traces(data: GanttData, f: Filters, view: View, plot_px: float, axes: dict | None = None,
+                 legend: bool = True, raw_limit: int = lod.RAW_LIMIT, buckets: int = lod.BUCKETS) -> tuple[list, dict]:
+    """Traces of one Gantt panel, and facts about what was drawn (for the status line and tests)."""
+    axes = axes or {}
+    full = View(x=view.x or (0.0, max(data.makespan_us, 1e-3)), y=view.y)
+    window = lod.Window(*full.x)
+    sm_lo, sm_hi = _visible_rows(data, f, view)
+    shown = [k for k in DRAW_ORDER if k in f.kinds]
+    m = data.mask(f, shown) & (data.spans.sm >= sm_lo) & (data.spans.sm <= sm_hi)
+    idx = np.flatnonzero(m)
+    padded = window.padded(min(0.0, float(data.start_us.min(initial=0.0))), data.makespan_us)
+    per_sm = len(ROLE_NAMES) if f.split_roles else 1
+    first_row = sm_lo * per_sm  # only the visible rows get coverage planes
+    bars = lod.level_of_detail(
+        data.bar_rows(idx, f.split_roles) - first_row, data.spans.kind[idx], data.start_us[idx], data.end_us[idx],
+        padded, n_rows=(sm_hi - sm_lo + 1) * per_sm, priority=[KIND_NAMES.index(k) for k in shown],
+        buckets=int(buckets * padded.width / window.width), raw_limit=raw_limit,
+    )
+    bars.row += first_row
+    if bars.raw:
+        bars.index = idx[bars.index]  # back to positions in the whole trace
+    y_all = row_to_y(bars.row, f.split_roles)
+    row_px = plot_px / max(1, sm_hi - sm_lo + 1)
+    width = max(1.0, row_px * (0.27 if f.split_roles else 0.7))
+    traces, hover = [], []
+    for kind in shown:
+        sel = np.flatnonzero(bars.kind == KIND_NAMES.index(kind))
+        xs, ys = _segments(bars.x0[sel], bars.x1[sel], y_all[sel])
+        traces.append({
+            "type": "scattergl", "mode": "lines", "name": KIND_LABEL[kind], "legendgroup": kind,
+            "x": typed(xs), "y": typed(ys), "line": {"color": PALETTE[kind], "width": round(width, 2)},
+            "hoverinfo": "skip", "showlegend": legend, "connectgaps": False, **axes,
+        })
+        if len(sel):
+            hover += (_raw_hover(data, bars, sel, y_all[sel], kind, window.width, axes) if bars.raw
+                      else _agg_hover(bars, sel, y_all[sel], kind, f.split_roles, window.width, axes))
+    marks = 0
+    if f.boundaries:
+        sm, x = data.boundary_positions(f)
+        keep = (sm >= sm_lo) & (sm <= sm_hi)
+        rows, xb = lod.thin_marks(sm[keep], x[keep], padded, BOUNDARY_LIMIT, buckets)
+        marks = len(xb)
+        yb = rows.astype(np.float32)
+        nan = np.full(len(xb), np.nan, np.float32)
+        traces.append({
+            "type": "scattergl", "mode": "lines", "name": "instruction boundary", "legendgroup": "boundary",
+            "x": typed(np.stack([xb, xb, nan], 1).astype(np.float32).ravel()),
+            "y": typed(np.stack([yb - 0.45, yb + 0.45, nan], 1).astype(np.float32).ravel()),
+            "line": {"color": BOUNDARY_COLOR, "width": 1}, "hoverinfo": "skip", "showlegend": legend, **axes,
+        })
+    info = {
+        "raw": bars.raw, "visible_spans": bars.visible_spans, "bars": len(bars), "bucket_us": bars.bucket_us,
+        "boundaries": marks, "rows": (sm_lo, sm_hi), "window": full.x,
+        "kinds_drawn": sorted({KIND_NAMES[k] for k in np.unique(bars.kind)}),
+        "sms_drawn": sorted({int(s) for s in np.unique(bars.row // (len(ROLE_NAMES) if f.split_roles else 1))}),
+    }
+    return traces + hover, info
+
+
+def describe(info: dict) -> str:
+    """One status line for what a Gantt panel drew."""
+    if info["raw"]:
+        return f"{info['visible_spans']:,} spans drawn one by one (hover shows each span's instruction)"
+    return (f"{info['visible_spans']:,} spans aggregated into {info['bars']:,} bars of {info['bucket_us']:.3g} µs "
+            f"buckets (dominant kind per bucket); zoom in below {lod.RAW_LIMIT:,} spans for per-span details")
+
+
+def _height(data: GanttData, f: Filters, rows: tuple[int, int] | None = None) -> int:
+    lo, hi = rows or (f.sm_range or (0, data.sm_count - 1))
+    per_sm = 9 if f.split_roles else 6
+    return int(min(1400, max(420, per_sm * (hi - lo + 1) + 110)))
+
+
+def _y_axis(lo: int, hi: int, view_y, split: bool, title: str) -> dict:
+    pad = 0.5
+    rng = view_y if view_y else (lo - pad, hi + pad)
+    return {"title": {"text": title}, "range": [rng[1], rng[0]], "zeroline": False, "tickformat": "d",
+            "showgrid": False, "fixedrange": False}
+
+
+def gantt_figure(data: GanttData, f: Filters, view: View, **lod_args) -> tuple[dict, dict]:
+    """The Gantt of one trace: y = SM (roles as sub-rows when split), x = µs from kernel start."""
+    height = _height(data, f)
+    plot_px = height - 110
+    traces, info = gantt_traces(data, f, view, plot_px, **lod_args)
+    lo, hi = f.sm_range or (0, data.sm_count - 1)
+    x = info["window"]
+    layout = {
+        "height": height, "margin": {"l": 60, "r": 20, "t": 40, "b": 50},
+        "xaxis": {"title": {"text": "time from kernel start (µs)"}, "range": list(x), "zeroline": False,
+                  "showgrid": True, "gridcolor": "#eeeeee"},
+        "yaxis": _y_axis(lo, hi, view.y, f.split_roles, "SM" + (" (rows: controller, producer, consumer)"
+                                                                  if f.split_roles else "")),
+        "legend": {"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0, "itemclick": "toggle"},
+        "hovermode": "closest", "hoverdistance": 12, "plot_bgcolor": "white", "dragmode": "zoom",
+        "uirevision": f"{data.label}|{f.split_roles}|{f.sm_range}",
+    }
+    return {"data": traces, "layout": layout}, info
+
+
+def diff_figure(a: GanttData, b: GanttData, f: Filters, view: View, **lod_args) -> tuple[dict, dict, dict]:
+    """A above B on one shared time axis (zooming either zooms both); same filters on both."""
+    end = max(a.makespan_us, b.makespan_us, 1e-3)
+    v = View(x=view.x or (0.0, end))
+    panel_h = max(_height(a, f), _height(b, f)) - 110
+    top = gantt_traces(a, f, v, panel_h * 0.9, axes={"xaxis": "x", "yaxis": "y"}, legend=True, **lod_args)
+    bottom = gantt_traces(b, f, v, panel_h * 0.9, axes={"xaxis": "x2", "yaxis": "y2"}, legend=False, **lod_args)
+    lo_a, hi_a = f.sm_range or (0, a.sm_count - 1)
+    lo_b, hi_b = f.sm_range or (0, b.sm_count - 1)
+    height = int(min(1800, 2 * panel_h + 160))
+    layout = {
+        "height": height, "margin": {"l": 60, "r": 20, "t": 60, "b": 50},
+        "xaxis": {"anchor": "y", "matches": "x2", "showticklabels": True, "range": list(v.x),
+                  "gridcolor": "#eeeeee"},
+        "xaxis2": {"anchor": "y2", "title": {"text": "time from kernel start (µs), shared by A and B"},
+                   "range": list(v.x), "gridcolor": "#eeeeee"},
+        "yaxis": {**_y_axis(lo_a, hi_a, None, f.split_roles, "A: SM"), "domain": [0.53, 1.0]},
+        "yaxis2": {**_y_axis(lo_b, hi_b, None, f.split_roles, "B: SM"), "domain": [0.0, 0.47]},
+        "annotations": [
+            {"text": f"<b>A</b>: {a.label} (makespan {a.makespan_us:.2f} µs)", "xref": "paper", "yref": "paper",
+             "x": 0, "y": 1.0, "yanchor": "bottom", "showarrow": False, "yshift": 4},
+            {"text": f"<b>B</b>: {b.label} (makespan {b.makespan_us:.2f} µs)", "xref": "paper", "yref": "paper",
+             "x": 0, "y": 0.47, "yanchor": "bottom", "showarrow": False, "yshift": 4},
+        ],
+        "legend": {"orientation": "h", "y": 1.06, "yanchor": "bottom", "x": 0.5},
+        "hovermode": "closest", "hoverdistance": 12, "plot_bgcolor": "white",
+        "uirevision": f"{a.label}|{b.label}|{f.split_roles}|{f.sm_range}",
+    }
+    return {"data": top[0] + bottom[0], "layout": layout}, top[1], bottom[1]
+
+
+# ---- summary charts: every number comes from mlaprof.analysis.Analysis -------------------------------------
+
+def _small_layout(title: str, x: str, y: str, **extra) -> dict:
+    return {"title": {"text": title, "font": {"size": 14}}, "height": 300, "margin": {"l": 55, "r": 10, "t": 40, "b": 45},
+            "xaxis": {"title": {"text": x}}, "yaxis": {"title": {"text": y}}, "plot_bgcolor": "white",
+            "legend": {"orientation": "h", "y": -0.25}, **extra}
+
+
+def sm_states_figure(an) -> dict:
+    """Per SM: busy, wait and idle µs stacked (they sum to the makespan)."""
+    sms = np.arange(len(an.sm_busy_us))
+    data = [{"type": "bar", "name": name, "x": typed(sms.astype(np.int32)), "y": typed(np.asarray(v, np.float32)),
+             "marker": {"color": SM_STATE_COLORS[name]},
+             "hovertemplate": f"SM %{{x}}: {name} %{{y:.3f}} µs<extra></extra>"}
+            for name, v in (("busy", an.sm_busy_us), ("wait", an.sm_wait_us), ("idle", an.sm_idle_us))]
+    return {"data": data, "layout": _small_layout(f"Per SM: busy / wait / idle (makespan {an.makespan_us:.2f} µs)",
+                                                  "SM", "µs", barmode="stack", bargap=0.05)}
+
+
+def kind_totals_figure(an) -> dict:
+    kinds = [k for k in BAR_KINDS if k in an.by_kind_us]
+    return {"data": [{"type": "bar", "x": [KIND_LABEL[k] for k in kinds], "y": [an.by_kind_us[k] for k in kinds],
+                      "marker": {"color": [PALETTE[k] for k in kinds]},
+                      "hovertemplate": "%{x}: %{y:.3f} µs summed over SMs<extra></extra>"}],
+            "layout": _small_layout("Time by kind (sum over all SMs and roles)", "kind", "µs")}
+
+
+def duration_histogram_figure(an) -> dict:
+    """Instruction durations per opcode, from the library's instruction table."""
+    ins = an.instructions
+    data = []
+    colors = {"partial": "#0072B2", "reduction": "#E69F00"}
+    if ins is not None and len(ins):
+        dur = (ins.end - ins.start) / 1000.0
+        for code in np.unique(ins.opcode):
+            name = _name(OPCODE_NAMES, code)
+            data.append({"type": "histogram", "name": name, "x": typed(dur[ins.opcode == code].astype(np.float32)),
+                         "opacity": 0.75, "marker": {"color": colors.get(name, "#999999")},
+                         "hovertemplate": f"{name}: %{{y}} instructions of %{{x}} µs<extra></extra>"})
+    return {"data": data, "layout": _small_layout("Instruction durations per opcode", "µs", "instructions",
+                                                  barmode="overlay")}
