@@ -72,7 +72,7 @@ void launch(const at::Tensor& instructions, const at::Tensor& q, const at::Tenso
   g.scale_log2 = static_cast<float>(softmax_scale * 1.4426950408889634);
   g.status = mlaprof::KernelStatus{status.data_ptr<int>(), status.data_ptr<int>() + 4};
   if (timing) {
-    g.events = events.data_ptr<int64_t>();
+    g.events = reinterpret_cast<long long*>(events.data_ptr<int64_t>());
     g.event_counts = event_counts.data_ptr<int>();
     g.event_capacity = static_cast<int>(events.size(1));
   }
