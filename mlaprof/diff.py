@@ -169,17 +169,17 @@ def _op_changes(ins_a, ins_b, common, ia, ib) -> tuple[dict, list[OpChange]]:
     sa, sb = ins_a.start[ia] / NS_PER_US, ins_b.start[ib] / NS_PER_US
     dd, ds = db - da, sb - sa
     order = np.lexsort((-np.abs(ds), -np.abs(dd)))
-    changes = []
-    for j in order.tolist():
-        x, y = int(ia[j]), int(ib[j])
-        changes.append(OpChange(
-            signature=_sig_dict(common[j]),
-            a={"sm": int(ins_a.sm[x]), "instr": int(ins_a.instr[x]), "task": int(ins_a.task[x]),
-               "start_us": _r(sa[j]), "dur_us": _r(da[j])},
-            b={"sm": int(ins_b.sm[y]), "instr": int(ins_b.instr[y]), "task": int(ins_b.task[y]),
-               "start_us": _r(sb[j]), "dur_us": _r(db[j])},
-            dur_delta_us=_r(dd[j]), start_shift_us=_r(ds[j]),
-        ))
+    # round and convert whole columns at once: per-element Python rounding dominated on 20k ops
+    cols = [np.round(x[order], 4).tolist() for x in (sa, da, sb, db, dd, ds)]
+    ints = [x.tolist() for x in (ins_a.sm[ia][order], ins_a.instr[ia][order], ins_a.task[ia][order],
+                                 ins_b.sm[ib][order], ins_b.instr[ib][order], ins_b.task[ib][order])]
+    changes = [
+        OpChange(signature=_sig_dict(common[j]),
+                 a={"sm": sma, "instr": ina, "task": ta, "start_us": s_a, "dur_us": d_a},
+                 b={"sm": smb, "instr": inb, "task": tb, "start_us": s_b, "dur_us": d_b},
+                 dur_delta_us=ddj, start_shift_us=dsj)
+        for j, s_a, d_a, s_b, d_b, ddj, dsj, sma, ina, ta, smb, inb, tb in zip(order.tolist(), *cols, *ints)
+    ]
     moved_sm = int(np.count_nonzero(ins_a.sm[ia] != ins_b.sm[ib]))
     return {"matched": len(common), "moved_sm": moved_sm, "dur_delta_us": _stats(dd), "start_shift_us": _stats(ds)}, changes
 

@@ -1,0 +1,185 @@
+"""mlaprof.analysis and `mlaprof info` against hand-worked answers and independent brute-force checks."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from mlaprof.analysis import analyze
+from mlaprof.cli.main import main
+from mlaprof.trace.io import Trace, read_trace, write_trace
+from mlaprof.workloads import Workload
+from tests.golden import synthetic, two_sm
+
+
+def _trace(tmp_path, builder, name="t.arrow") -> Trace:
+    return read_trace(write_trace(tmp_path / name, builder.table(), builder.meta))
+
+
+@pytest.fixture
+def golden(tmp_path):
+    return _trace(tmp_path, two_sm.build_a())
+
+
+@pytest.fixture(scope="module")
+def small_synthetic(tmp_path_factory):
+    table, meta = synthetic.build(num_sms=8, num_seqs=40, chunk_tokens=256, seed=1)  # seed 1: a wait on the path
+    return read_trace(write_trace(tmp_path_factory.mktemp("syn") / "s.arrow", table, meta))
+
+
+def test_golden_times(golden):
+    a = analyze(golden)
+    assert a.makespan_us == 0.3
+    np.testing.assert_allclose(a.sm_busy_us, [0.23, 0.22])
+    np.testing.assert_allclose(a.sm_wait_us, [0.07, 0.0])
+    np.testing.assert_allclose(a.sm_idle_us, [0.0, 0.08])
+    np.testing.assert_allclose(a.sm_finish_us, [0.3, 0.25])
+    assert (a.busy_us, a.wait_us, a.idle_us) == (0.45, 0.07, 0.08)
+    assert a.by_kind_us == {"instruction": 0.53, "setup": 0.035, "load": 0.21, "compute": 0.205, "wait": 0.09,
+                            "store": 0.06}
+    assert a.by_opcode_us == {"partial": 0.33, "reduction": 0.2}
+    p = a.op_stats["partial"]
+    assert (p.count, p.mean_us, p.p50_us, p.p90_us, p.max_us) == (3, 0.11, 0.1, 0.164, 0.18)
+    assert a.op_stats["reduction"].count == 1
+    assert a.load_imbalance == pytest.approx(300 / 275, abs=1e-6)
+    assert (a.num_spans, a.num_instructions) == (29, 4)
+    np.testing.assert_array_equal(a.sm_instructions, [2, 2])
+
+
+def test_golden_rates(tmp_path):
+    t = _trace(tmp_path, two_sm.build_a(kernel_time_us=0.5))
+    a = analyze(t)
+    w = Workload.from_json(two_sm.WORKLOAD)
+    assert a.tflops == pytest.approx(w.flops / 0.3e-6 / 1e12, rel=1e-4)
+    assert a.gbps == pytest.approx(w.bytes / 0.3e-6 / 1e9, rel=1e-4)
+    assert a.tflops_kernel == pytest.approx(w.flops / 0.5e-6 / 1e12, rel=1e-4)
+    assert a.gbps_kernel == pytest.approx(w.bytes / 0.5e-6 / 1e9, rel=1e-4)
+    assert analyze(_trace(tmp_path, two_sm.build_a(), "b.arrow")).tflops_kernel is None
+
+
+def test_golden_critical_path_through_a_wait(golden):
+    path = analyze(golden).critical_path
+    assert [(s.sm, s.instr, s.task, s.reason) for s in path] == [(1, 0, 1, "start"), (0, 1, 2, "wait")]
+    red = path[1]
+    assert (red.opcode, red.seq, red.kv_start, red.kv_end, red.start_us, red.end_us) == ("reduction", 0, 0, 160, 0.1, 0.3)
+    w = red.waited_for
+    # the zero-length wait on task 0 (released at 100 ns, before the wait began at 110) does not bind
+    assert (w["task"], w["sm"], w["instr"], w["opcode"], w["kv_start"], w["kv_end"]) == (1, 1, 0, "partial", 64, 160)
+    assert (w["release_us"], w["wait_start_us"], w["wait_end_us"], w["wait_us"]) == (0.2, 0.11, 0.2, 0.09)
+
+
+def test_golden_critical_path_through_the_queue(tmp_path):
+    """With a 150 ns tail, seq 1 on SM1 ends last (at 350), queued behind task 1."""
+    a = analyze(_trace(tmp_path, two_sm.build_a(tail=150)))
+    assert a.makespan_us == 0.35
+    assert [(s.sm, s.instr, s.reason) for s in a.critical_path] == [(1, 0, "start"), (1, 1, "queue")]
+    assert a.critical_path[1].waited_for is None
+
+
+def test_json_and_summary(golden):
+    j = json.loads(json.dumps(analyze(golden).to_json()))
+    assert j["critical_summary"] == {"steps": 2, "waits": 1, "sms": 2, "start_us": 0.02, "end_us": 0.3,
+                                     "wait_us": 0.09, "on_path_us_by_opcode": {"partial": 0.18, "reduction": 0.1}}
+    assert j["sms"][0] == {"sm": 0, "instructions": 2, "busy_us": 0.23, "wait_us": 0.07, "idle_us": 0.0,
+                           "finish_us": 0.3}
+    assert "instructions" not in j
+
+
+def _brute_union(intervals) -> int:
+    total, reach = 0, None
+    for s, e in sorted(intervals):
+        if reach is None or s > reach:
+            total += e - s
+            reach = e
+        elif e > reach:
+            total += e - reach
+            reach = e
+    return total
+
+
+def test_busy_wait_idle_match_brute_force(small_synthetic):
+    t = small_synthetic
+    a = analyze(t)
+    sm, kind, s, e = t.col("sm"), t.col("kind"), t.col("start_ns"), t.col("end_ns")
+    for i in range(t.meta.sm_count):
+        m = sm == i
+        work = [(x, y) for k, x, y in zip(kind[m], s[m], e[m]) if k in ("setup", "load", "compute", "store")]
+        both = work + [(x, y) for k, x, y in zip(kind[m], s[m], e[m]) if k == "wait"]
+        assert a.sm_busy_us[i] * 1000 == pytest.approx(_brute_union(work))
+        assert a.sm_wait_us[i] * 1000 == pytest.approx(_brute_union(both) - _brute_union(work))
+        assert a.sm_busy_us[i] + a.sm_wait_us[i] + a.sm_idle_us[i] == pytest.approx(a.makespan_us)
+        assert a.sm_finish_us[i] * 1000 == e[m].max()
+    assert a.load_imbalance == pytest.approx(a.sm_finish_us.max() / a.sm_finish_us.mean())
+
+
+def test_critical_path_is_a_chain(small_synthetic):
+    """Every step is explained by the one before it; the path ends at the makespan."""
+    a = analyze(small_synthetic)
+    path = a.critical_path
+    assert path[-1].end_us == a.makespan_us
+    assert path[0].reason == "start"
+    assert any(s.reason == "wait" for s in path)
+    for prev, cur in zip(path, path[1:]):
+        if cur.reason == "queue":
+            assert (prev.sm, prev.instr) == (cur.sm, cur.instr - 1)
+        else:
+            assert cur.reason == "wait"
+            w = cur.waited_for
+            assert (prev.sm, prev.instr, prev.task) == (w["sm"], w["instr"], w["task"])
+            assert w["release_us"] > w["wait_start_us"]  # it really had to wait for it
+            task = small_synthetic.meta.tasks[cur.task]
+            assert prev.task in task["inputs"]
+
+
+def test_no_instruction_spans_uses_extents(tmp_path):
+    b = two_sm.build_a()
+    b.rows = [r for r in b.rows if r["kind"] != "instruction"]
+    a = analyze(_trace(tmp_path, b))
+    assert any("no INSTRUCTION spans" in n for n in a.notes)
+    assert a.op_stats == {}
+    # the reduction's extent is [100, 300] and the wait on task 1 still binds
+    assert [(s.task, s.reason) for s in a.critical_path] == [(1, "start"), (2, "wait")]
+
+
+def test_empty_trace(tmp_path):
+    b = two_sm.build_a()
+    b.rows = []
+    a = analyze(_trace(tmp_path, b))
+    assert (a.makespan_us, a.num_instructions, a.critical_path, a.busy_us) == (0.0, 0, [], 0.0)
+    assert a.load_imbalance == 1.0
+
+
+def test_unusable_workload_is_a_note_not_a_crash(tmp_path):
+    b = two_sm.build_a()
+    b.meta.workload = {"name": "broken"}
+    a = analyze(_trace(tmp_path, b))
+    assert a.tflops is None and any("workload metadata unusable" in n for n in a.notes)
+
+
+def test_cli_info_text(golden, capsys):
+    assert main(["info", str(golden.path)]) == 0
+    out = capsys.readouterr().out
+    assert "makespan    0.30 us" in out
+    assert "critical path: 2 steps on 2 SMs, 1 semaphore waits" in out
+    assert "wait 0.09 us for task 1 (SM 1 #0 partial seq 0 kv [64,160))" in out
+
+
+def test_cli_info_json(golden, capsys):
+    assert main(["info", str(golden.path), "--json"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1
+    j = json.loads(out)
+    for key in ("workload", "scheduler", "source", "makespan_us", "by_kind_us", "critical_path", "sms", "op_stats",
+                "load_imbalance", "tflops", "gbps"):
+        assert key in j
+    assert j["scheduler"] == "golden-a" and j["source"] == "simulated" and j["makespan_us"] == 0.3
+    assert [s["reason"] for s in j["critical_path"]] == ["start", "wait"]
+
+
+def test_cli_info_help_has_example(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["info", "--help"])
+    assert e.value.code == 0
+    assert "mlaprof info traces/sim.arrow" in capsys.readouterr().out
