@@ -1,0 +1,303 @@
+"""Side-by-side benchmark on one GPU, in one process: the megakernel (each scheduler, timing off and on), a
+two-launch split-KV baseline built from the same ops, torch SDPA on gathered KV, and any installed peer.
+
+Every entry is checked against the float32 reference before it is timed; each is timed by CUDA-graph replay
+(median of many) and by plain back-to-back launches (median).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from mlaprof import format as fmt
+from mlaprof.workloads import NAMED, Workload
+
+GRAPH_REPLAYS = 200  # median of at least 100, as the peers report
+PLAIN_LAUNCHES = 200
+HBM_TBPS = 3.35
+
+
+@dataclasses.dataclass
+class Entry:
+    workload: str
+    impl: str
+    scheduler: str = ""
+    timing: str = "off"
+    us_graph: float | None = None
+    us_plain: float | None = None
+    tflops: float | None = None
+    gbs: float | None = None
+    x_floor: float | None = None
+    rel_err: float | None = None
+    gpu: str = ""
+    note: str = ""
+
+
+def _median_graph_us(fn: Callable[[], None], replays: int) -> float:
+    import torch
+
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        for _ in range(3):
+            fn()
+    torch.cuda.current_stream().wait_stream(s)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn()
+    for _ in range(5):
+        graph.replay()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(replays):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        graph.replay()
+        b.record()
+        b.synchronize()
+        times.append(a.elapsed_time(b) * 1e3)
+    return statistics.median(times)
+
+
+def _median_plain_us(fn: Callable[[], None], launches: int) -> float:
+    """Back-to-back launches, timed in batches of 10 so launch overhead overlaps as it would in a loop."""
+    import torch
+
+    for _ in range(3):
+        fn()
+    torch.cuda.synchronize()
+    per = []
+    batch = 10
+    for _ in range(max(1, launches // batch)):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        for _ in range(batch):
+            fn()
+        b.record()
+        b.synchronize()
+        per.append(a.elapsed_time(b) * 1e3 / batch)
+    return statistics.median(per)
+
+
+def _rates(e: Entry, w: Workload) -> Entry:
+    us = e.us_graph if e.us_graph is not None else e.us_plain
+    if us:
+        e.tflops = round(w.flops / (us * 1e-6) / 1e12, 2)
+        e.gbs = round(w.bytes / (us * 1e-6) / 1e9, 1)
+        e.x_floor = round(us / w.hbm_floor_us(HBM_TBPS), 2)
+    return e
+
+
+# ---------------------------------------------------------------- entries
+
+
+def megakernel_entries(w: Workload, tensors, ref, gpu: str, replays: int):
+    import torch
+
+    from mlaprof.kernel import Megakernel
+    from mlaprof.reference import relative_error
+    from mlaprof.schedule import make_schedule
+    from mlaprof.schedule.encode import encode
+
+    num_sms = torch.cuda.get_device_properties(0).multi_processor_count
+    for scheduler in ("static", "makespan"):
+        t0 = time.perf_counter()
+        enc = encode(make_schedule(w, num_sms, scheduler))
+        sched_ms = (time.perf_counter() - t0) * 1e3
+        instr = torch.from_numpy(np.ascontiguousarray(enc.instructions))
+        for timing in (False, True):
+            mk = Megakernel(instr, tensors, enc.num_slots, enc.num_sems, timing=timing)
+            mk.out.fill_(float("nan"))
+            mk.run()
+            err = relative_error(mk.out.float(), ref)
+            e = Entry(w.name, "megakernel", scheduler, "on" if timing else "off", rel_err=err, gpu=gpu,
+                      note=f"schedule+encode {sched_ms:.2f} ms (host)")
+            if err < 3e-3:
+                e.us_graph = _median_graph_us(mk.launch, replays)
+                e.us_plain = _median_plain_us(mk.launch, PLAIN_LAUNCHES)
+                mk.run()  # a graph replay does not check status: do it once after
+            else:
+                e.note = f"wrong result (rel err {err:.2e}): not timed"
+            yield _rates(e, w)
+        if scheduler == "makespan":
+            yield two_launch_entry(w, tensors, ref, enc, gpu, replays)
+
+
+def two_launch_entry(w, tensors, ref, enc, gpu, replays) -> Entry:
+    """The classic split-KV design from the same ops: every partial in one launch, every reduction in a second."""
+    import torch
+
+    from mlaprof.kernel import Megakernel
+    from mlaprof.reference import relative_error
+
+    ins = enc.instructions
+    op = ins[..., fmt.Word.OPCODE]
+
+    def only(opcode):
+        out = np.zeros_like(ins)
+        for sm in range(ins.shape[0]):
+            rows = ins[sm][op[sm] == opcode]
+            out[sm, : len(rows)] = rows
+        return torch.from_numpy(out)
+
+    first = Megakernel(only(fmt.Opcode.PARTIAL), tensors, enc.num_slots, enc.num_sems, timing=False)
+    second = Megakernel(only(fmt.Opcode.REDUCTION), tensors, enc.num_slots, enc.num_sems, timing=False)
+    for name in ("out", "out_lse", "scratch_o", "scratch_lse", "sems"):
+        setattr(second, name, getattr(first, name))
+
+    def both():
+        first.launch()
+        second.launch()
+
+    first.out.fill_(float("nan"))
+    first.run()
+    second.run()
+    err = relative_error(first.out.float(), ref)
+    e = Entry(w.name, "two-launch split-KV", "makespan", "off", rel_err=err, gpu=gpu,
+              note="same partial/reduction ops, partials then reductions as two launches")
+    if err < 3e-3:
+        e.us_graph = _median_graph_us(both, replays)
+        e.us_plain = _median_plain_us(both, PLAIN_LAUNCHES)
+    return _rates(e, w)
+
+
+def sdpa_entry(w: Workload, tensors, ref, gpu: str, replays: int) -> Entry:
+    """What a user without an MLA kernel writes: gather each sequence's KV (outside the timing), pad to the
+    longest, and call scaled_dot_product_attention once with a causal-among-new-tokens mask."""
+    import torch
+    import torch.nn.functional as F
+
+    from mlaprof.reference import gather_kv, relative_error
+
+    b, s_q, h, d = tensors.q.shape
+    max_len = max(w.lens)
+    if b * max_len * d * 2 > 8 << 30:
+        return Entry(w.name, "torch sdpa (gathered KV)", gpu=gpu, note="skipped: padded KV over 8 GB")
+    kv = torch.zeros(b, 1, max_len, d, dtype=torch.bfloat16, device="cuda")
+    mask = torch.zeros(b, 1, s_q, max_len, dtype=torch.bool, device="cuda")
+    for i, n in enumerate(w.lens):
+        kv[i, 0, :n] = gather_kv(tensors, i)
+        limit = n - s_q + torch.arange(s_q, device="cuda")
+        mask[i, 0] = torch.arange(max_len, device="cuda")[None, :] <= limit[:, None]
+    # The heads share the one latent KV head: fold (token, head) into the query length of a single head.
+    q = tensors.q.reshape(b, 1, s_q * h, d)
+    mask_rows = mask.repeat_interleave(h, dim=2)
+    v = kv[..., : w.dv]
+
+    def call():
+        return F.scaled_dot_product_attention(q, kv, v, attn_mask=mask_rows, scale=tensors.softmax_scale)
+
+    out = call().reshape(b, s_q, h, w.dv)
+    err = relative_error(out.float(), ref)
+    e = Entry(w.name, "torch sdpa (gathered KV)", rel_err=err, gpu=gpu, note="KV gathered and padded outside the timing")
+    e.us_graph = _median_graph_us(call, replays)
+    e.us_plain = _median_plain_us(call, PLAIN_LAUNCHES)
+    return _rates(e, w)
+
+
+def flashmla_entry(w: Workload, tensors, ref, gpu: str, replays: int) -> Entry:
+    try:
+        import flash_mla  # noqa: F401
+    except ImportError:
+        return Entry(w.name, "FlashMLA", gpu=gpu, note="not installed here (module flash_mla): skipped")
+    from mlaprof.reference import relative_error
+
+    b, s_q, h, d = tensors.q.shape
+    meta, splits = flash_mla.get_mla_metadata(tensors.cache_seqlens, s_q * h, 1)
+    k_cache = tensors.kv_cache.unsqueeze(2)  # [pages, 64, h_kv=1, d]
+
+    def call():
+        return flash_mla.flash_mla_with_kvcache(tensors.q, k_cache, tensors.block_table, tensors.cache_seqlens, w.dv,
+                                                meta, splits, causal=True)[0]
+
+    err = relative_error(call().float(), ref)
+    e = Entry(w.name, "FlashMLA", rel_err=err, gpu=gpu)
+    e.us_graph = _median_graph_us(call, replays)
+    e.us_plain = _median_plain_us(call, PLAIN_LAUNCHES)
+    return _rates(e, w)
+
+
+def flashinfer_entry(w: Workload, gpu: str) -> Entry:
+    try:
+        import flashinfer  # noqa: F401
+    except ImportError:
+        return Entry(w.name, "FlashInfer MLA", gpu=gpu, note="not installed here (module flashinfer): skipped")
+    return Entry(w.name, "FlashInfer MLA", gpu=gpu, note="installed, but its paged-MLA wrapper is not wired here yet")
+
+
+# ---------------------------------------------------------------- driver
+
+
+def run_bench(workloads: list[Workload], replays: int = GRAPH_REPLAYS, progress=sys.stderr) -> list[Entry]:
+    import torch
+
+    from mlaprof.kernel import require_gpu
+    from mlaprof.reference import mla_decode_reference
+    from mlaprof.workloads import build_tensors
+
+    require_gpu()
+    gpu = torch.cuda.get_device_name()
+    entries: list[Entry] = []
+    steps = len(workloads) * 4
+    done = 0
+    for w in workloads:
+        tensors = build_tensors(w, device="cuda", seed=0, shuffle_pages=True)
+        ref, _ = mla_decode_reference(tensors)
+        stages = [
+            ("megakernel", lambda: list(megakernel_entries(w, tensors, ref, gpu, replays))),
+            ("torch sdpa", lambda: [sdpa_entry(w, tensors, ref, gpu, replays)]),
+            ("FlashMLA", lambda: [flashmla_entry(w, tensors, ref, gpu, replays)]),
+            ("FlashInfer", lambda: [flashinfer_entry(w, gpu)]),
+        ]
+        for label, fn in stages:
+            done += 1
+            bar = "#" * (20 * done // steps)
+            print(f"\r[{bar:<20}] {done}/{steps} {w.name}: {label:<12}", end="", file=progress, flush=True)
+            entries.extend(fn())
+        del tensors, ref
+        torch.cuda.empty_cache()
+    print(file=progress)
+    return entries
+
+
+def to_markdown(entries: list[Entry]) -> str:
+    lines = []
+    for wname in dict.fromkeys(e.workload for e in entries):
+        group = [e for e in entries if e.workload == wname]
+        w = NAMED.get(wname)
+        floor = f", HBM floor {w.hbm_floor_us(HBM_TBPS):.1f} us" if w else ""
+        lines += [f"### {wname}{floor}", "",
+                  "| impl | scheduler | timing | us (graph) | us (plain) | TFLOPS | GB/s | x floor | rel err | note |",
+                  "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+        fmt_ = lambda v, p=1: "" if v is None else f"{v:.{p}f}"  # noqa: E731
+        for e in group:
+            lines.append(f"| {e.impl} | {e.scheduler} | {e.timing} | {fmt_(e.us_graph)} | {fmt_(e.us_plain)} | "
+                         f"{fmt_(e.tflops)} | {fmt_(e.gbs, 0)} | {fmt_(e.x_floor, 2)} | "
+                         f"{'' if e.rel_err is None else f'{e.rel_err:.1e}'} | {e.note} |")
+        timed = [e for e in group if e.us_graph]
+        if len(timed) > 1:
+            lines += ["", "Speed-up (row over column, graph replay):", "",
+                      "| | " + " | ".join(f"{e.impl} {e.scheduler} {e.timing}".strip() for e in timed) + " |",
+                      "| --- |" + " ---: |" * len(timed)]
+            for a in timed:
+                lines.append(f"| {a.impl} {a.scheduler} {a.timing} | " +
+                             " | ".join(f"{b.us_graph / a.us_graph:.2f}x" for b in timed) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_results(entries: list[Entry], out_dir: Path, stem: str) -> tuple[Path, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    j = out_dir / f"{stem}.json"
+    m = out_dir / f"{stem}.md"
+    j.write_text(json.dumps([dataclasses.asdict(e) for e in entries], indent=1))
+    m.write_text(to_markdown(entries))
+    return j, m
