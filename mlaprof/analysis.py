@@ -363,7 +363,7 @@ def analyze(trace: Trace) -> Analysis:
     busy = _union_per_sm(sm_o[work], s_o[work], e_o[work], num_sms, offset)
     occupied = _union_per_sm(sm_o[work_or_wait], s_o[work_or_wait], e_o[work_or_wait], num_sms, offset)
     wait = occupied - busy
-    idle = (makespan_ns - t_min) - occupied
+    idle = makespan_ns - occupied  # makespan_ns already runs from min(0, earliest start)
     finish = np.zeros(num_sms)
     if len(sm_o):
         firsts = np.flatnonzero(np.r_[True, sm_o[1:] != sm_o[:-1]])

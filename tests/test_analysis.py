@@ -133,6 +133,21 @@ def test_critical_path_is_a_chain(small_synthetic):
             assert prev.task in task["inputs"]
 
 
+def test_times_before_zero(tmp_path):
+    """A trace whose clock starts at -50 ns: makespan counts from there, the per-SM parts still add up."""
+    b = two_sm.build_a()
+    for r in b.rows:
+        r["start_ns"] -= 50
+        r["end_ns"] -= 50
+    a = analyze(_trace(tmp_path, b))
+    assert a.makespan_us == 0.3
+    np.testing.assert_allclose(a.sm_busy_us, [0.23, 0.22])
+    np.testing.assert_allclose(a.sm_wait_us, [0.07, 0.0])
+    np.testing.assert_allclose(a.sm_idle_us, [0.0, 0.08])
+    np.testing.assert_allclose(a.sm_finish_us, [0.25, 0.2])
+    assert [(s.task, s.start_us, s.end_us) for s in a.critical_path] == [(1, -0.03, 0.15), (2, 0.05, 0.25)]
+
+
 def test_no_instruction_spans_uses_extents(tmp_path):
     b = two_sm.build_a()
     b.rows = [r for r in b.rows if r["kind"] != "instruction"]
