@@ -20,12 +20,14 @@ Definitions (all times in µs from the kernel start, the trace's time origin):
   max of INSTRUCTION span durations per opcode.
 * achieved TFLOPS and GB/s: ``Workload.flops`` and ``.bytes`` over the makespan, and over the metadata's
   ``kernel_time_us`` (CUDA-event time of the launch) when the trace has it.
-* critical path: start from the instruction that ends last. An instruction's start was set either by the
-  previous instruction on its SM (reason ``queue``) or, when it had a *binding* wait, by the task that wait
-  was for (reason ``wait``); the walk continues from that predecessor. A wait binds when the task it waited
-  for released its semaphore (the end of that task's STORE span, or of its instruction when no STORE span was
-  recorded) after the wait began; among binding waits the one that ended last is taken. The first step of
-  the path, which nothing before it delayed, has reason ``start``. Steps are listed first to last.
+* critical path: start from the instruction that ends last. An instruction was held back either by the
+  previous instruction on its SM (reason ``queue``) or by the task its *binding* wait was for (reason
+  ``wait``); the walk continues from that predecessor. A wait binds when the task it waited for released its
+  semaphore (the end of that task's STORE span, or of its instruction when no STORE span was recorded) after
+  the wait began; among binding waits the one that ended last is taken. The wait is the reason only when it
+  ended after the previous instruction on the SM did (a controller that fetches ahead may wait while the SM is
+  still busy; then the queue held it). The first step, which nothing before it delayed, has reason
+  ``start``. Steps are listed first to last.
 """
 
 from __future__ import annotations
@@ -404,7 +406,9 @@ def critical_path(ins: Instructions) -> list[CriticalStep]:
         seen.add(cur)
         d = ins.describe(cur)
         wt = int(ins.wait_task[cur])
-        if wt >= 0:
+        # a controller that fetches ahead can finish waiting while the previous instruction still runs: then the
+        # previous instruction, not the semaphore, held this one back
+        if wt >= 0 and not (same_sm_prev[cur] and ins.end[cur - 1] >= ins.wait_end[cur]):
             p = int(task_row[wt])
             waited = {
                 **ins.describe(p), "release_us": _us(ins.release[p]), "wait_start_us": _us(ins.wait_start[cur]),

@@ -133,6 +133,31 @@ def test_critical_path_is_a_chain(small_synthetic):
             assert prev.task in task["inputs"]
 
 
+def test_wait_hidden_behind_the_previous_instruction_is_not_the_reason(tmp_path):
+    """A controller that fetches ahead waits [110,200] for task 1 while SM0 still runs task 0 until 300: the
+    wait binds (task 1 released at 200, after the wait began) but the queue held the reduction back."""
+    from tests.golden.builder import TraceBuilder, task
+
+    tasks = [task(0, "partial", 0, 0, 64), task(1, "partial", 0, 64, 160),
+             task(2, "reduction", 0, 0, 160, inputs=(0, 1), final=True), task(3, "partial", 1, 0, 32, final=True)]
+    b = TraceBuilder(two_sm.WORKLOAD, 2, tasks)
+    C, K = "controller", "consumer"
+    b.span(0, C, "instruction", 0, 0, 0, 300).span(0, K, "store", 0, 0, 280, 300)
+    b.span(0, C, "instruction", 1, 2, 100, 400).span(0, C, "wait", 1, 2, 110, 110, aux=0, wait_task=0)
+    b.span(0, C, "wait", 1, 2, 110, 200, aux=1, wait_task=1).span(0, K, "compute", 1, 2, 300, 380)
+    b.span(0, K, "store", 1, 2, 380, 400)
+    b.span(1, C, "instruction", 0, 1, 0, 200).span(1, K, "store", 0, 1, 180, 200)
+    b.span(1, C, "instruction", 1, 3, 200, 250).span(1, K, "store", 1, 3, 240, 250)
+    path = analyze(_trace(tmp_path, b)).critical_path
+    assert [(s.sm, s.instr, s.reason) for s in path] == [(0, 0, "start"), (0, 1, "queue")]
+    # the same, but SM1 starts 120 ns later, so task 1 is released at 320, after task 0 ended: now the wait is
+    # the reason
+    b.rows = [dict(r, end_ns=320) if (r["sm"], r["kind"], r["aux"]) == (0, "wait", 1) else r for r in b.rows]
+    b.rows = [dict(r, start_ns=r["start_ns"] + 120, end_ns=r["end_ns"] + 120) if r["sm"] == 1 else r for r in b.rows]
+    path = analyze(_trace(tmp_path, b, "late.arrow")).critical_path
+    assert [(s.sm, s.instr, s.reason) for s in path] == [(1, 0, "start"), (0, 1, "wait")]
+
+
 def test_times_before_zero(tmp_path):
     """A trace whose clock starts at -50 ns: makespan counts from there, the per-SM parts still add up."""
     b = two_sm.build_a()
