@@ -41,36 +41,54 @@ def _abd(a, b) -> dict:
     return {"a": _r(a), "b": _r(b), "delta": _r(float(b) - float(a))}
 
 
-def signatures(ins: Instructions, tasks: list[dict]) -> list[tuple]:
-    """What each instruction computes, as a hashable key (see the module docstring)."""
-    by_id = {int(t["id"]): t for t in tasks if "id" in t}
-    red = OPCODE_NAMES.index("reduction")
-    cols = [c.tolist() for c in (ins.opcode, ins.seq, ins.q_start, ins.q_count, ins.kv_start, ins.kv_end, ins.task)]
-    out = []
-    for op, seq, q0, qn, k0, k1, tid in zip(*cols):
-        inputs = ()
-        if op == red:
+class InputSets:
+    """Interns the sorted input list of a reduction, [(q_start, q_count, kv_start, kv_end), ...], as a small int,
+    shared by both traces so that equal lists get equal ids."""
+
+    def __init__(self):
+        self.ids: dict[tuple, int] = {}
+        self.values: list[tuple] = []
+
+    def id(self, inputs: tuple) -> int:
+        i = self.ids.get(inputs)
+        if i is None:
+            i = self.ids[inputs] = len(self.values)
+            self.values.append(inputs)
+        return i
+
+
+SIG_COLUMNS = ("opcode", "seq", "q_start", "q_count", "kv_start", "kv_end", "inputs", "occurrence")
+
+
+def signature_keys(ins: Instructions, tasks: list[dict], inputs: InputSets) -> np.ndarray:
+    """[n, 8] int64: what each instruction computes (see the module docstring) plus its occurrence number.
+
+    Columns are SIG_COLUMNS; ``inputs`` is an id from ``InputSets`` (-1 for a partial, or a reduction whose task
+    is not in the metadata); ``occurrence`` tells apart equal signatures in start order (0 in a valid schedule).
+    """
+    n = len(ins)
+    inp = np.full(n, -1, np.int64)
+    reductions = np.flatnonzero(ins.opcode == OPCODE_NAMES.index("reduction"))
+    if reductions.size and tasks:
+        by_id = {int(t["id"]): t for t in tasks if "id" in t}
+        for row, tid in zip(reductions.tolist(), ins.task[reductions].tolist()):
             t = by_id.get(tid)
-            if t is not None:
-                inputs = tuple(sorted(
-                    (by_id[i]["q_start"], by_id[i]["q_count"], by_id[i]["kv_start"], by_id[i]["kv_end"])
-                    if i in by_id else ("task", i) for i in t.get("inputs", ())
-                ))
-        out.append((op, seq, q0, qn, k0, k1, inputs))
-    return out
-
-
-def _keyed(ins: Instructions, tasks: list[dict]) -> dict[tuple, int]:
-    """signature (+ occurrence number in start order) -> instruction row."""
-    sigs = signatures(ins, tasks)
-    seen: dict[tuple, int] = {}
-    out = {}
-    for row in np.argsort(ins.start, kind="stable").tolist():
-        s = sigs[row]
-        n = seen.get(s, 0)
-        seen[s] = n + 1
-        out[s + (n,)] = row
-    return out
+            if t is None:
+                continue
+            ops = [by_id.get(i) for i in t.get("inputs", ())]
+            inp[row] = inputs.id(tuple(sorted(
+                (o["q_start"], o["q_count"], o["kv_start"], o["kv_end"]) if o is not None else (-1, -1, -1, i)
+                for o, i in zip(ops, t.get("inputs", ()))
+            )))
+    key = np.column_stack([ins.opcode, ins.seq, ins.q_start, ins.q_count, ins.kv_start, ins.kv_end, inp,
+                           np.zeros(n, np.int64)]).astype(np.int64)
+    if n:
+        order = np.lexsort((ins.start, *key[:, 6::-1].T))  # by signature, then start
+        k = key[order, :7]
+        new = np.r_[True, np.any(k[1:] != k[:-1], axis=1)]
+        group_start = np.maximum.accumulate(np.where(new, np.arange(n), 0))
+        key[order, 7] = np.arange(n) - group_start
+    return key
 
 
 @dataclasses.dataclass
@@ -80,6 +98,51 @@ class OpChange:
     b: dict
     dur_delta_us: float
     start_shift_us: float
+
+
+class OpChanges:
+    """The matched instructions as columns, largest |duration delta| first (then largest |start shift|).
+
+    Behaves as a read-only list of OpChange (len, index, slice, iterate) that builds only the items asked for:
+    a diff of 20,000 instructions usually shows 10.
+    """
+
+    def __init__(self, sig: np.ndarray | None = None, inputs: InputSets | None = None, cols: dict | None = None):
+        self.sig = sig if sig is not None else np.zeros((0, len(SIG_COLUMNS)), np.int64)
+        self.inputs = inputs or InputSets()
+        self.cols = cols or {}
+
+    def __len__(self) -> int:
+        return len(self.sig)
+
+    def _item(self, j: int) -> OpChange:
+        op, seq, q0, qn, k0, k1, inp, _ = self.sig[j].tolist()
+        c = {k: v[j] for k, v in self.cols.items()}
+        return OpChange(
+            signature={"opcode": OPCODE_NAMES[op] if 0 <= op < len(OPCODE_NAMES) else "unknown", "seq": seq,
+                       "q_start": q0, "q_count": qn, "kv_start": k0, "kv_end": k1,
+                       "inputs": [list(x) for x in self.inputs.values[inp]] if inp >= 0 else []},
+            a={"sm": int(c["sm_a"]), "instr": int(c["instr_a"]), "task": int(c["task_a"]),
+               "start_us": _r(c["start_a"]), "dur_us": _r(c["dur_a"])},
+            b={"sm": int(c["sm_b"]), "instr": int(c["instr_b"]), "task": int(c["task_b"]),
+               "start_us": _r(c["start_b"]), "dur_us": _r(c["dur_b"])},
+            dur_delta_us=_r(c["dur_delta"]), start_shift_us=_r(c["start_shift"]),
+        )
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self._item(j) for j in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        return self._item(i)
+
+    def __iter__(self):
+        return (self._item(j) for j in range(len(self)))
+
+    def __eq__(self, other) -> bool:
+        return list(self) == list(other)
 
 
 @dataclasses.dataclass
@@ -98,14 +161,14 @@ class Diff:
     rates: dict  # tflops / gbps / load_imbalance -> {a, b, delta}
     sms: list[dict]  # the SMs that changed most, most first
     ops: dict | None  # matched mode: counts and delta statistics
-    op_changes: list[OpChange]  # matched mode: every matched op, largest |duration delta| first
+    op_changes: OpChanges  # matched mode: every matched op, largest |duration delta| first (empty otherwise)
     critical_path: dict
 
     def to_json(self, max_ops: int | None = 100) -> dict:
-        out = dataclasses.asdict(self)
-        changes = out.pop("op_changes")
-        out["op_changes"] = changes if max_ops is None else changes[:max_ops]
-        out["op_changes_total"] = len(changes)
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "op_changes"}
+        shown = self.op_changes[: len(self.op_changes) if max_ops is None else max_ops]
+        out["op_changes"] = [dataclasses.asdict(c) for c in shown]
+        out["op_changes_total"] = len(self.op_changes)
         return out
 
 
@@ -149,55 +212,53 @@ def _stats(x: np.ndarray) -> dict:
             "max_abs": _r(ax.max()), "sum": _r(x.sum())}
 
 
-def _sig_dict(sig: tuple) -> dict:
-    op, seq, q0, qn, k0, k1, inputs = sig[:7]
-    return {"opcode": OPCODE_NAMES[op] if 0 <= op < len(OPCODE_NAMES) else "unknown", "seq": seq, "q_start": q0,
-            "q_count": qn, "kv_start": k0, "kv_end": k1, "inputs": [list(i) for i in inputs]}
+def _match(sig_a: np.ndarray, sig_b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Rows of A and B with equal signature keys. Returns (ia, ib, id_a, id_b): matched rows, and a signature id
+    per row of each trace (equal ids = same computation)."""
+    both = np.concatenate([sig_a, sig_b])
+    if not len(both):
+        e = np.zeros(0, np.int64)
+        return e, e, e, e
+    _, ids = np.unique(both, axis=0, return_inverse=True)
+    ids = ids.reshape(-1)
+    id_a, id_b = ids[: len(sig_a)], ids[len(sig_a):]
+    pos_a = np.full(ids.max() + 1, -1, np.int64)
+    pos_b = pos_a.copy()
+    pos_a[id_a] = np.arange(len(id_a))
+    pos_b[id_b] = np.arange(len(id_b))
+    common = np.flatnonzero((pos_a >= 0) & (pos_b >= 0))
+    return pos_a[common], pos_b[common], id_a, id_b
 
 
-def _match_ops(ins_a: Instructions, tasks_a, ins_b: Instructions, tasks_b):
-    ka, kb = _keyed(ins_a, tasks_a), _keyed(ins_b, tasks_b)
-    common = [k for k in ka if k in kb]
-    ia = np.fromiter((ka[k] for k in common), np.int64, len(common))
-    ib = np.fromiter((kb[k] for k in common), np.int64, len(common))
-    return ka, kb, common, ia, ib
-
-
-def _op_changes(ins_a, ins_b, common, ia, ib) -> tuple[dict, list[OpChange]]:
+def _op_changes(ins_a: Instructions, ins_b: Instructions, ia, ib, sig: np.ndarray, inputs: InputSets):
     da = (ins_a.end[ia] - ins_a.start[ia]) / NS_PER_US
     db = (ins_b.end[ib] - ins_b.start[ib]) / NS_PER_US
     sa, sb = ins_a.start[ia] / NS_PER_US, ins_b.start[ib] / NS_PER_US
     dd, ds = db - da, sb - sa
     order = np.lexsort((-np.abs(ds), -np.abs(dd)))
-    # round and convert whole columns at once: per-element Python rounding dominated on 20k ops
-    cols = [np.round(x[order], 4).tolist() for x in (sa, da, sb, db, dd, ds)]
-    ints = [x.tolist() for x in (ins_a.sm[ia][order], ins_a.instr[ia][order], ins_a.task[ia][order],
-                                 ins_b.sm[ib][order], ins_b.instr[ib][order], ins_b.task[ib][order])]
-    changes = [
-        OpChange(signature=_sig_dict(common[j]),
-                 a={"sm": sma, "instr": ina, "task": ta, "start_us": s_a, "dur_us": d_a},
-                 b={"sm": smb, "instr": inb, "task": tb, "start_us": s_b, "dur_us": d_b},
-                 dur_delta_us=ddj, start_shift_us=dsj)
-        for j, s_a, d_a, s_b, d_b, ddj, dsj, sma, ina, ta, smb, inb, tb in zip(order.tolist(), *cols, *ints)
-    ]
+    cols = {"sm_a": ins_a.sm[ia], "instr_a": ins_a.instr[ia], "task_a": ins_a.task[ia], "start_a": sa, "dur_a": da,
+            "sm_b": ins_b.sm[ib], "instr_b": ins_b.instr[ib], "task_b": ins_b.task[ib], "start_b": sb, "dur_b": db,
+            "dur_delta": dd, "start_shift": ds}
+    changes = OpChanges(sig[order], inputs, {k: v[order] for k, v in cols.items()})
     moved_sm = int(np.count_nonzero(ins_a.sm[ia] != ins_b.sm[ib]))
-    return {"matched": len(common), "moved_sm": moved_sm, "dur_delta_us": _stats(dd), "start_shift_us": _stats(ds)}, changes
+    stats = {"matched": len(ia), "moved_sm": moved_sm, "only_in_a": len(ins_a) - len(ia),
+             "only_in_b": len(ins_b) - len(ib), "dur_delta_us": _stats(dd), "start_shift_us": _stats(ds)}
+    return stats, changes
 
 
-def _keyed_steps(an: Analysis, keyed: dict) -> dict[tuple, CriticalStep]:
-    """critical step -> its instruction's signature key (rows are sorted by (sm, instr), so search)."""
+def _steps_by_signature(an: Analysis, ids: np.ndarray) -> dict[int, CriticalStep]:
+    """critical step -> the signature id of its instruction (rows are sorted by (sm, instr), so search)."""
     ins = an.instructions
-    if ins is None or not len(ins):
+    if ins is None or not len(ins) or not an.critical_path:
         return {}
-    key_of_row = {row: k for k, row in keyed.items()}
     width = int(ins.instr.max()) + 1
     rows = np.searchsorted(ins.sm * width + ins.instr, [s.sm * width + s.instr for s in an.critical_path])
-    return {key_of_row[int(r)]: s for r, s in zip(rows, an.critical_path)}
+    return {int(ids[r]): s for r, s in zip(rows, an.critical_path)}
 
 
-def _critical_moves(aa: Analysis, ab: Analysis, ka: dict, kb: dict) -> dict:
+def _critical_moves(aa: Analysis, ab: Analysis, id_a: np.ndarray, id_b: np.ndarray) -> dict:
     """Which critical-path steps are only in A, only in B, or in both but reached another way."""
-    sa, sb = _keyed_steps(aa, ka), _keyed_steps(ab, kb)
+    sa, sb = _steps_by_signature(aa, id_a), _steps_by_signature(ab, id_b)
     return {
         "steps_a": len(aa.critical_path), "steps_b": len(ab.critical_path), "common": len(sa.keys() & sb.keys()),
         "only_in_a": [dataclasses.asdict(s) for k, s in sa.items() if k not in sb],
@@ -218,21 +279,22 @@ def diff(a: Trace, b: Trace, analysis_a: Analysis | None = None, analysis_b: Ana
     aa = analysis_a or analyze(a)
     ab = analysis_b or analyze(b)
     same = _same_workload(a.meta.workload, b.meta.workload)
-    ka = kb = common = None
+    ia = np.zeros(0, np.int64)
     if same and aa.instructions is not None and ab.instructions is not None:
-        ka, kb, common, ia, ib = _match_ops(aa.instructions, a.meta.tasks, ab.instructions, b.meta.tasks)
-    if same and common:
+        inputs = InputSets()
+        sig_a = signature_keys(aa.instructions, a.meta.tasks, inputs)
+        sig_b = signature_keys(ab.instructions, b.meta.tasks, inputs)
+        ia, ib, id_a, id_b = _match(sig_a, sig_b)
+    if len(ia):
         mode = "matched"
-        note = f"same workload; {len(common)} instructions matched by what they compute"
-        ops, changes = _op_changes(aa.instructions, ab.instructions, common, ia, ib)
-        ops["only_in_a"] = len(ka) - len(common)
-        ops["only_in_b"] = len(kb) - len(common)
-        crit = _critical_moves(aa, ab, ka, kb)
+        note = f"same workload; {len(ia)} instructions matched by what they compute"
+        ops, changes = _op_changes(aa.instructions, ab.instructions, ia, ib, sig_a[ia], inputs)
+        crit = _critical_moves(aa, ab, id_a, id_b)
     else:
         mode = "aggregate"
         why = "the workloads differ" if not same else "no instruction computes the same thing in both"
         note = f"{why}: instructions cannot be matched, so only aggregates (totals, per-kind, per-opcode) are compared"
-        ops, changes = None, []
+        ops, changes = None, OpChanges()
         crit = {"steps_a": len(aa.critical_path), "steps_b": len(ab.critical_path),
                 "end_delta_us": _path_end_delta(aa, ab)}
     opcodes = sorted(set(aa.op_stats) | set(ab.op_stats), key=OPCODE_NAMES.index)
