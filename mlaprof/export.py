@@ -5,9 +5,10 @@ complete events in µs, and a flow ("s" on the producing task's STORE span, "f" 
 waiting WAIT span) for every semaphore wait whose producer is known.
 
 The trace-event format requires the complete events of one thread to nest: two spans of one thread may not
-partially overlap. A pipelined producer can have several tile loads in flight at once, so spans that would
-overlap go to extra lanes of that SM and role ("SM 3 producer #2"); a trace whose spans nest gets one thread
-per SM and role. ``perfetto`` and ``chrome`` write the same JSON: Perfetto reads Chrome's format natively.
+partially overlap. A pipelined producer can have several tile loads in flight at once, and a controller that
+fetches ahead opens the next instruction before the current one ends, so spans that would overlap go to extra
+lanes of that SM and role ("SM 3 producer #2"); a span nests only under its own instruction's spans. A trace
+whose spans nest gets one thread per SM and role. ``perfetto`` and ``chrome`` write the same JSON: Perfetto reads Chrome's format natively.
 """
 
 from __future__ import annotations
@@ -41,30 +42,32 @@ def _aux_name(kind: int, opcode: int) -> str:
     return "step"
 
 
-def assign_lanes(group: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+def assign_lanes(group: np.ndarray, start: np.ndarray, end: np.ndarray, instr: np.ndarray) -> np.ndarray:
     """Lane per span so that within one (group, lane) spans nest or are disjoint; lane 0 wherever possible.
 
-    Spans are visited by (group, start, longest first); each lane keeps a stack of open spans' ends, and a
-    span fits a lane when, after closing what ended by its start, it lies inside the top open span (or the
-    stack is empty). Linear in the number of spans times the (small) number of lanes.
+    A span may only nest inside a span of its own instruction: a controller that fetches ahead opens
+    instruction i+1 while i still runs, and i+1's SETUP and WAIT spans belong under i+1, not under i.
+    Spans are visited by (group, start, longest first); each lane keeps a stack of open spans (end,
+    instruction), and a span fits a lane when, after closing what ended by its start, the stack is empty or its
+    top is a span of the same instruction that encloses it. Linear in spans times the (small) number of lanes.
     """
     lane = np.zeros(len(group), np.int64)
     order = np.lexsort((-end, start, group))
-    stacks: list[list[int]] = []
+    stacks: list[list[tuple[int, int]]] = []
     current = None
-    g, s, e = group[order].tolist(), start[order].tolist(), end[order].tolist()
+    g, s, e, ins = group[order].tolist(), start[order].tolist(), end[order].tolist(), instr[order].tolist()
     for j, i in enumerate(order.tolist()):
         if g[j] != current:
             current, stacks = g[j], []
         for k, stack in enumerate(stacks):
-            while stack and stack[-1] <= s[j]:
+            while stack and stack[-1][0] <= s[j]:
                 stack.pop()
-            if not stack or e[j] <= stack[-1]:
-                stack.append(e[j])
+            if not stack or (e[j] <= stack[-1][0] and ins[j] == stack[-1][1]):
+                stack.append((e[j], ins[j]))
                 lane[i] = k
                 break
         else:
-            stacks.append([e[j]])
+            stacks.append([(e[j], ins[j])])
             lane[i] = len(stacks) - 1
     return lane
 
@@ -84,7 +87,7 @@ def trace_events(trace: Trace):
     meta = trace.meta
     n_roles = len(ROLE_NAMES)
     group = sp.sm * n_roles + sp.role
-    lane = assign_lanes(group, sp.start, sp.end) if len(sp) else np.zeros(0, np.int64)
+    lane = assign_lanes(group, sp.start, sp.end, sp.instr) if len(sp) else np.zeros(0, np.int64)
     # one tid per (sm, role, lane), numbered in that order so the UI lists SM 0 controller first
     thread_key = group * (int(lane.max()) + 1 if len(lane) else 1) + lane
     keys, tid = np.unique(thread_key, return_inverse=True)

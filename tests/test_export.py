@@ -108,9 +108,23 @@ def test_assign_lanes():
     group = np.array([0, 0, 0, 0, 1, 1])
     start = np.array([0, 2, 5, 8, 0, 1])
     end = np.array([10, 5, 9, 12, 5, 6])
-    assert assign_lanes(group, start, end).tolist() == [0, 0, 0, 1, 0, 1]
+    same = np.zeros(6, int)
+    assert assign_lanes(group, start, end, same).tolist() == [0, 0, 0, 1, 0, 1]
     # identical and zero-length spans nest
-    assert assign_lanes(np.zeros(3, int), np.array([0, 0, 3]), np.array([5, 5, 3])).tolist() == [0, 0, 0]
+    assert assign_lanes(np.zeros(3, int), np.array([0, 0, 3]), np.array([5, 5, 3]), np.zeros(3, int)).tolist() == [0, 0, 0]
+
+
+def test_prefetched_instruction_keeps_its_spans():
+    """Controller fetching ahead: instruction 1 [3,20] opens while 0 [0,10] runs; 1's setup [3,4] and wait
+    [4,15] go with instruction 1 (lane 1), not under instruction 0, although the setup would fit there."""
+    group = np.zeros(5, int)
+    start = np.array([0, 1, 3, 3, 4])
+    end = np.array([10, 2, 20, 4, 15])
+    instr = np.array([0, 0, 1, 1, 1])
+    assert assign_lanes(group, start, end, instr).tolist() == [0, 0, 1, 1, 1]
+    # once instruction 0 has ended, instruction 2 goes back to lane 0
+    lanes = assign_lanes(np.zeros(6, int), np.r_[start, 21], np.r_[end, 30], np.r_[instr, 2])
+    assert lanes.tolist() == [0, 0, 1, 1, 1, 0]
 
 
 def test_cli_export(golden, tmp_path, capsys):
