@@ -1,0 +1,162 @@
+"""The cost model: how long each span of a partial or a reduction takes on one SM, and its fit to traces.
+
+Every duration is affine in one physical quantity (bytes moved or FLOPs done), so the model is a handful of
+(base, slope) pairs that least squares can recover from recorded spans (``fit``), and that the schedulers and
+the simulator (``mlaprof.sim``) both read.  Defaults are estimates for an H100 SXM (132 SMs); each says where
+its number comes from.  ``mlaprof calibrate`` replaces them with numbers fitted to measured traces.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from mlaprof import format as fmt
+from mlaprof.errors import UserError
+
+H100_SMS = 132
+KV_TOKEN_BYTES = fmt.HEAD_DIM_QK * 2  # one latent KV row, bf16 (V is its first 512 columns: loaded once)
+FLOPS_PER_ROW_TOKEN = 2 * (fmt.HEAD_DIM_QK + fmt.HEAD_DIM_V)  # Q.K^T (576) plus P.V (512), multiply-add = 2
+SCRATCH_ROW_BYTES = fmt.HEAD_DIM_V * 4 + 4  # fp32 partial output row plus its log-sum-exp
+OUTPUT_ROW_BYTES = fmt.HEAD_DIM_V * 2  # bf16 final output row
+
+
+class CostModelError(UserError):
+    pass
+
+
+@dataclasses.dataclass
+class CostModel:
+    """Per-SM span durations in ns.  Affine in bytes or FLOPs, so ``fit`` is ordinary least squares."""
+
+    # controller: fetch and decode of one 24-word instruction, pointer and scratch set-up.  A few hundred ns:
+    # a couple of dependent global loads (~600 cycles at 1.98 GHz) plus address arithmetic.
+    setup_ns: float = 300.0
+    # producer, per KV tile: page-table lookup and TMA issue (estimate), plus bytes at this SM's share of HBM:
+    # ~3.0 TB/s measured read rate (DESIGN §2: x.sum reaches ~2.9, copies ~2.95) / 132 SMs = 22.7 B/ns.
+    load_base_ns: float = 100.0
+    load_byte_ns: float = H100_SMS / 3000.0
+    # consumer, per KV tile: softmax rescale and barriers (estimate), plus FLOPs at wgmma rate: 989 TFLOP/s
+    # dense bf16 / 132 SMs = 7.5 TFLOP/s per SM, at ~70% of peak once softmax and the pipeline are paid for.
+    compute_base_ns: float = 150.0
+    compute_flop_ns: float = H100_SMS / (989e3 * 0.7)
+    # consumer, reduction merge: reads fan-in x rows x (512 fp32 + lse) from L2 at ~110 B/ns per SM
+    # (64 B/clk L2->SM at 1.75 GHz); the base covers the log-sum-exp rescale set-up.
+    reduce_base_ns: float = 300.0
+    reduce_byte_ns: float = 1.0 / 110.0
+    # consumer, result write (fp32 scratch + lse, or bf16 output) at the same L2 rate, plus the semaphore release.
+    store_base_ns: float = 200.0
+    store_byte_ns: float = 1.0 / 110.0
+    # a semaphore release on one SM seen by an acquire poll on another: ~1 us (L2 round trips plus back-off).
+    sem_latency_ns: float = 1000.0
+    # wgmma's M is 64: query rows are padded to a multiple of this on the tensor cores (DESIGN §3).
+    row_granule: int = 64
+
+    # ---- span durations (numpy-friendly: arrays in, arrays out) --------------------------------------------
+    def load_ns(self, tokens):
+        return self.load_base_ns + self.load_byte_ns * (np.asarray(tokens) * KV_TOKEN_BYTES)
+
+    def compute_ns(self, tokens, rows):
+        return self.compute_base_ns + self.compute_flop_ns * compute_flops(tokens, rows, self.row_granule)
+
+    def reduce_ns(self, fanin, rows):
+        return self.reduce_base_ns + self.reduce_byte_ns * (np.asarray(fanin) * np.asarray(rows) * SCRATCH_ROW_BYTES)
+
+    def store_ns(self, rows, final):
+        return self.store_base_ns + self.store_byte_ns * store_bytes(rows, final)
+
+    # ---- whole instructions, as the schedulers plan them (no overlap with neighbours) ----------------------
+    def partial_ns(self, tokens, rows: int, final):
+        """Setup, a pipelined tile loop (first load, then per tile the slower of the next load and this compute,
+        then the last compute) and the store.  Vectorised over ``tokens`` / ``final``."""
+        tokens = np.asarray(tokens, dtype=np.int64)
+        n = np.maximum(1, -(-tokens // KV_TILE_TOKENS))
+        last = tokens - KV_TILE_TOKENS * (n - 1)
+        lf, cf = self.load_ns(KV_TILE_TOKENS), self.compute_ns(KV_TILE_TOKENS, rows)
+        ll, cl = self.load_ns(last), self.compute_ns(last, rows)
+        body = np.where(n == 1, ll + cl, lf + (n - 2).clip(0) * max(lf, cf) + np.maximum(ll, cf) + cl)
+        return self.setup_ns + body + self.store_ns(rows, final)
+
+    def partial_linear(self, rows: int, final: bool) -> tuple[float, float]:
+        """(fixed ns, ns per full KV tile) of a partial: the affine form the makespan scheduler packs with."""
+        full = KV_TILE_TOKENS
+        load, comp = float(self.load_ns(full)), float(self.compute_ns(full, rows))
+        per_tile = max(load, comp)
+        fixed = self.setup_ns + min(load, comp) + float(self.store_ns(rows, final))
+        return fixed, per_tile
+
+    def reduction_ns(self, fanin, rows: int, final):
+        return self.setup_ns + self.reduce_ns(fanin, rows) + self.store_ns(rows, final)
+
+    # ---- persistence ---------------------------------------------------------------------------------------
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, obj: dict) -> "CostModel":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(obj) - names - {"fit"})
+        if unknown:
+            raise CostModelError(f"cost model: unknown fields {unknown}; known: {sorted(names)}")
+        try:
+            values = {k: (int(v) if k == "row_granule" else float(v)) for k, v in obj.items() if k in names}
+        except (TypeError, ValueError) as e:
+            raise CostModelError(f"cost model: every field must be a number ({e})") from None
+        bad = [k for k, v in values.items() if not math.isfinite(v) or v < 0]
+        if bad or values.get("row_granule", 64) < 1:
+            raise CostModelError(f"cost model: fields must be finite and >= 0 (row_granule >= 1); bad: {bad or ['row_granule']}")
+        return cls(**values)
+
+    def save(self, path: str | Path, fit_report: dict | None = None) -> Path:
+        path = Path(path)
+        obj = self.to_json()
+        if fit_report is not None:
+            obj["fit"] = fit_report
+        path.write_text(json.dumps(obj, indent=2) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "CostModel":
+        path = Path(path)
+        try:
+            obj = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise CostModelError(f"{path}: no such cost model file") from None
+        except json.JSONDecodeError as e:
+            raise CostModelError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+        if not isinstance(obj, dict):
+            raise CostModelError(f"{path}: a cost model is a JSON object of named constants")
+        return cls.from_json(obj)
+
+
+KV_TILE_TOKENS = fmt.KV_TILE_TOKENS
+
+
+def tile_tokens(tokens: int) -> np.ndarray:
+    """Tokens in each KV tile of a range of ``tokens`` tokens (the last tile may be short)."""
+    n = max(1, -(-int(tokens) // KV_TILE_TOKENS))
+    out = np.full(n, KV_TILE_TOKENS, dtype=np.int64)
+    out[-1] = int(tokens) - KV_TILE_TOKENS * (n - 1)
+    return out
+
+
+def compute_flops(tokens, rows, row_granule: int):
+    padded = -(-np.asarray(rows) // row_granule) * row_granule
+    return padded * np.asarray(tokens) * FLOPS_PER_ROW_TOKEN
+
+
+def store_bytes(rows, final):
+    return np.asarray(rows) * np.where(final, OUTPUT_ROW_BYTES, SCRATCH_ROW_BYTES)
+
+
+def reduce_bytes(fanin, rows):
+    return np.asarray(fanin) * np.asarray(rows) * SCRATCH_ROW_BYTES
+
+
+def load(path: str | Path | None) -> CostModel:
+    """The model in ``path``, or the defaults when no path is given."""
+    return CostModel() if path is None else CostModel.load(path)

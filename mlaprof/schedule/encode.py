@@ -1,0 +1,235 @@
+"""Schedule -> the int32 instruction tensor [num_sms, max_instructions, WORDS_PER_INSTRUCTION] the kernel runs.
+
+Row p of SM s is the p-th task of that SM's queue; an all-zero row (OPCODE=END) follows each SM's last one.
+Scratch results live in slots of fp32 ``o[num_slots, MAX_ROWS, 512]`` + ``lse[num_slots, MAX_ROWS]`` (row =
+q_token * 16 + head).  Each scratch-writing task releases its own semaphore after its store, and a reduction
+waits on its inputs' semaphores.
+
+Slot reuse rule: a later writer W may take a slot only if W transitively depends on every reader of the
+slot's previous occupant, so no timing on the GPU can make the two lifetimes overlap; a reduction therefore
+never writes a slot it reads.  Partials depend on nothing, so each scratch partial has a slot of its own;
+reductions recycle the slots their subtrees are done with.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import heapq
+import json
+from pathlib import Path
+
+import numpy as np
+
+from mlaprof import format as fmt
+from mlaprof.errors import UserError
+from mlaprof.schedule.tasks import Schedule, Task
+from mlaprof.workloads import Workload
+
+W = fmt.Word
+
+
+class EncodeError(UserError):
+    pass
+
+
+@dataclasses.dataclass
+class Encoded:
+    instructions: np.ndarray  # int32 [num_sms, max_instructions, WORDS_PER_INSTRUCTION]
+    num_slots: int
+    num_sems: int
+    schedule: Schedule | None = None  # None when loaded from a bare .npy
+
+    @property
+    def num_sms(self) -> int:
+        return int(self.instructions.shape[0])
+
+
+def validate(schedule: Schedule) -> list[int]:
+    """Check the task graph and queues; return the tasks in a topological order (earliest planned first)."""
+    tasks, n = schedule.tasks, len(schedule.tasks)
+    wl = schedule.workload
+    if len(schedule.queues) != schedule.num_sms:
+        raise EncodeError(f"schedule has {len(schedule.queues)} queues for {schedule.num_sms} SMs")
+    where = {}
+    for sm, q in enumerate(schedule.queues):
+        for tid in q:
+            if not 0 <= tid < n:
+                raise EncodeError(f"SM {sm}'s queue names task {tid}, but the schedule has tasks 0..{n - 1}")
+            if tid in where:
+                raise EncodeError(f"task {tid} is queued twice (SM {where[tid]} and SM {sm})")
+            where[tid] = sm
+    readers: list[list[int]] = [[] for _ in range(n)]
+    for t in tasks:
+        if t.id not in where:
+            raise EncodeError(f"task {t.id} is on no SM's queue")
+        if not (0 <= t.seq < wl.batch and 0 <= t.q_start and t.q_count >= 1 and t.q_start + t.q_count <= wl.s_q):
+            raise EncodeError(f"task {t.id}: sequence {t.seq} / query tokens [{t.q_start}, {t.q_start + t.q_count}) "
+                              f"outside the workload (batch {wl.batch}, s_q {wl.s_q})")
+        if not 0 <= t.kv_start < t.kv_end <= wl.lens[t.seq]:
+            raise EncodeError(f"task {t.id}: KV range [{t.kv_start}, {t.kv_end}) is empty or outside sequence "
+                              f"{t.seq} (length {wl.lens[t.seq]})")
+        if t.op == fmt.Opcode.PARTIAL:
+            if t.inputs:
+                raise EncodeError(f"task {t.id}: a partial has no inputs, got {list(t.inputs)}")
+            continue
+        if t.op != fmt.Opcode.REDUCTION:
+            raise EncodeError(f"task {t.id}: unknown opcode {t.op!r}")
+        if not 1 <= len(t.inputs) <= fmt.MAX_FANIN:
+            raise EncodeError(f"task {t.id}: reduction fan-in {len(t.inputs)} outside 1..{fmt.MAX_FANIN}")
+        for i in t.inputs:
+            if not 0 <= i < n:
+                raise EncodeError(f"task {t.id}: input {i} is not a task of this schedule")
+            src = tasks[i]
+            if src.final:
+                raise EncodeError(f"task {t.id}: input {i} writes the final output, not a scratch slot")
+            if (src.seq, src.q_start, src.q_count) != (t.seq, t.q_start, t.q_count):
+                raise EncodeError(
+                    f"task {t.id}: input {i} covers sequence {src.seq} tokens [{src.q_start}, "
+                    f"{src.q_start + src.q_count}), the reduction sequence {t.seq} tokens "
+                    f"[{t.q_start}, {t.q_start + t.q_count}): q ranges must match"
+                )
+            readers[i].append(t.id)
+    for t in tasks:
+        if not t.final and not readers[t.id]:
+            raise EncodeError(f"task {t.id} writes scratch that no reduction reads (mark it final or merge it)")
+    # Kahn's algorithm, earliest planned start first, so slots are handed out in roughly execution order
+    indeg = [len(t.inputs) for t in tasks]
+    heap = [(t.est_start_us, t.id) for t in tasks if not t.inputs]
+    heapq.heapify(heap)
+    order = []
+    while heap:
+        _, tid = heapq.heappop(heap)
+        order.append(tid)
+        for r in readers[tid]:
+            indeg[r] -= 1
+            if indeg[r] == 0:
+                heapq.heappush(heap, (tasks[r].est_start_us, r))
+    if len(order) != n:
+        stuck = [t.id for t in tasks if indeg[t.id] > 0][:8]
+        raise EncodeError(f"the task graph has a cycle (tasks {stuck} never become ready)")
+    return order
+
+
+def allocate_slots(schedule: Schedule, order: list[int]) -> tuple[list[int], int]:
+    """Scratch slot per task (-1 for final tasks) under the reuse rule, and the number of slots."""
+    tasks = schedule.tasks
+    readers: dict[int, frozenset] = {}
+    for t in tasks:
+        for i in t.inputs:
+            readers[i] = readers.get(i, frozenset()) | {t.id}
+    slot = [fmt.NO_SLOT] * len(tasks)
+    occupant: list[int] = []  # slot -> task whose result it holds now
+    anc: list[frozenset] = [frozenset()] * len(tasks)
+    for tid in order:
+        t = tasks[tid]
+        a = set()
+        for i in t.inputs:
+            a |= anc[i]
+            a.add(i)
+        anc[tid] = frozenset(a)
+        if t.final:
+            continue
+        best = None
+        for r in anc[tid]:  # slots read by reductions this writer depends on: the only ones it may reuse
+            for x in tasks[r].inputs:
+                s = slot[x]
+                if occupant[s] == x and readers[x] <= anc[tid] and (best is None or s < best):
+                    best = s
+        if best is None:
+            best = len(occupant)
+            occupant.append(tid)
+        occupant[best] = tid
+        slot[tid] = best
+    return slot, len(occupant)
+
+
+def encode(schedule: Schedule) -> Encoded:
+    order = validate(schedule)
+    slot, num_slots = allocate_slots(schedule, order)
+    tasks = schedule.tasks
+    sem = [fmt.NO_SEM] * len(tasks)
+    num_sems = 0
+    for t in tasks:  # dense, in task-id order
+        if not t.final:
+            sem[t.id] = num_sems
+            num_sems += 1
+    max_instr = max(len(q) for q in schedule.queues) + 1
+    out = np.zeros((schedule.num_sms, max_instr, fmt.WORDS_PER_INSTRUCTION), dtype=np.int32)
+    for sm, q in enumerate(schedule.queues):
+        for p, tid in enumerate(q):
+            t = tasks[tid]
+            row = out[sm, p]
+            row[W.OPCODE] = int(t.op)
+            row[W.TASK] = t.id
+            row[W.SEQ], row[W.Q_START], row[W.Q_COUNT] = t.seq, t.q_start, t.q_count
+            row[W.KV_START], row[W.KV_END] = t.kv_start, t.kv_end
+            row[W.OUT_SLOT] = slot[tid]
+            row[W.SIGNAL_SEM] = sem[tid]
+            row[W.NUM_INPUTS] = len(t.inputs)
+            for k, i in enumerate(t.inputs):
+                row[W.INPUT_SLOTS + k] = slot[i]
+                row[W.INPUT_SEMS + k] = sem[i]
+    return Encoded(out, num_slots, num_sems, schedule)
+
+
+def counts_of(instructions: np.ndarray) -> tuple[int, int]:
+    """(num_slots, num_sems) a bare instruction tensor needs."""
+    live = instructions[..., W.OPCODE] != fmt.Opcode.END
+    rows = instructions[live]
+    return int(rows[:, W.OUT_SLOT].max(initial=-1)) + 1, int(rows[:, W.SIGNAL_SEM].max(initial=-1)) + 1
+
+
+# ---- files ------------------------------------------------------------------------------------------------
+def save(encoded: Encoded, path: str | Path) -> Path:
+    """``.npy``: the tensor alone (what the kernel needs); ``.npz``: the tensor plus the schedule as JSON."""
+    path = Path(path)
+    if path.suffix == ".npy":
+        np.save(path, encoded.instructions)
+        return path
+    if path.suffix != ".npz":
+        raise EncodeError(f"{path}: instruction files end in .npy (tensor only) or .npz (tensor + schedule)")
+    s = encoded.schedule
+    meta = {"num_slots": encoded.num_slots, "num_sems": encoded.num_sems}
+    if s is not None:
+        meta.update(workload=s.workload.to_json(), num_sms=s.num_sms, scheduler=s.scheduler, params=s.params,
+                    predicted_makespan_us=s.predicted_makespan_us, compute_ms=s.compute_ms,
+                    queues=s.queues, tasks=s.to_json())
+    np.savez(path, instructions=encoded.instructions, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
+    return path
+
+
+def load(path: str | Path) -> Encoded:
+    path = Path(path)
+    if not path.is_file():
+        raise EncodeError(f"{path}: no such instruction file")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as e:
+        raise EncodeError(f"{path}: not a .npy/.npz instruction file ({str(e).splitlines()[0]})") from None
+    if isinstance(data, np.ndarray):
+        instr, meta = data, {}
+    else:
+        if "instructions" not in data.files:
+            raise EncodeError(f"{path}: .npz without an 'instructions' array")
+        instr = data["instructions"]
+        meta = json.loads(bytes(data["meta"]).decode()) if "meta" in data.files else {}
+    if instr.ndim != 3 or instr.shape[2] != fmt.WORDS_PER_INSTRUCTION or instr.dtype != np.int32:
+        raise EncodeError(f"{path}: expected int32 [num_sms, max_instructions, {fmt.WORDS_PER_INSTRUCTION}], "
+                          f"got {instr.dtype} {list(instr.shape)}")
+    slots, sems = counts_of(instr)
+    schedule = _schedule_from_meta(meta) if "tasks" in meta else None
+    return Encoded(instr, int(meta.get("num_slots", slots)), int(meta.get("num_sems", sems)), schedule)
+
+
+def _schedule_from_meta(meta: dict) -> Schedule:
+    tasks = [
+        Task(id=t["id"], op=fmt.Opcode[t["op"].upper()], seq=t["seq"], q_start=t["q_start"], q_count=t["q_count"],
+             kv_start=t["kv_start"], kv_end=t["kv_end"], inputs=tuple(t["inputs"]), final=t["final"], sm=t["sm"],
+             est_start_us=t["est_start_us"], est_end_us=t["est_end_us"])
+        for t in meta["tasks"]
+    ]
+    return Schedule(
+        workload=Workload.from_json(meta["workload"]), num_sms=meta["num_sms"], tasks=tasks, queues=meta["queues"],
+        scheduler=meta["scheduler"], params=meta.get("params", {}),
+        predicted_makespan_us=meta.get("predicted_makespan_us", 0.0), compute_ms=meta.get("compute_ms", 0.0),
+    )

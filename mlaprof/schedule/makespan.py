@@ -1,0 +1,332 @@
+"""The makespan-backwards scheduler (DESIGN §5).
+
+Plan from the end, in reversed time (0 = the makespan T, growing towards the kernel's start):
+
+1. Shape.  Each sequence is whole (one partial writing the output) or split over ``m`` partials merged by a
+   balanced reduction tree of fan-in <= k.  The largest sequences are *fillers*: their partials get no fixed
+   size yet.  The others are cut into equal chunks of about ``chunk`` tiles.
+2. Tail.  Reductions (roots first) and the fixed partials are list-scheduled backwards: an input may run
+   only once its reduction has been placed, ``sem latency - setup`` earlier; each goes to the SM free earliest
+   in reversed time.  Whole sequences follow, longest first (LPT).  This puts merges and short sequences at
+   the end of the kernel.
+3. Fill.  Each filler partial gets an SM (deepest deadlines paired with the busiest tails) and then as many
+   KV tiles as fit between the kernel's start and the later of its deadline and its SM's tail.  T is the
+   smallest makespan at which every filler's tiles fit.  So the SMs that host the deep leaves of a long
+   sequence run its partials first and short sequences and merges after, and every SM ends near T.
+
+Rollouts: a handful of shapes (which sequences fill, chunk size, fan-in) are planned, each giving T in closed
+form; the best plan is then timed on the task-level timeline (``plan.evaluate``) for its prediction.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import heapq
+import time
+
+import numpy as np
+
+from mlaprof import format as fmt
+from mlaprof.costmodel import CostModel
+from mlaprof.schedule.plan import ScheduleError, build_tasks, evaluate
+from mlaprof.schedule.static import group_sizes, static_schedule
+from mlaprof.schedule.tasks import Schedule
+from mlaprof.workloads import Workload
+
+TILE = fmt.KV_TILE_TOKENS
+PARTIAL, REDUCTION = int(fmt.Opcode.PARTIAL), int(fmt.Opcode.REDUCTION)
+TIMED = 4  # rollouts timed on the task-level timeline (the plans with the smallest closed-form T)
+
+
+class _Costs:
+    """The planner's affine costs for one workload's row count (ns)."""
+
+    def __init__(self, cost: CostModel, rows: int):
+        self.cost, self.rows = cost, rows
+        self.a_p, self.tau = cost.partial_linear(rows, final=False)
+        self.a_f, _ = cost.partial_linear(rows, final=True)
+        self.lag = cost.sem_latency_ns - cost.setup_ns  # input end -> reduction start (setup overlaps the wait)
+        self.red = {(k, f): float(cost.reduction_ns(k, rows, f)) for k in range(1, fmt.MAX_FANIN + 1) for f in (False, True)}
+        fan = np.arange(fmt.MAX_FANIN + 1)
+        self.red_scratch = cost.reduction_ns(fan, rows, False)  # indexed by fan-in
+        self.red_final = cost.reduction_ns(fan, rows, True)
+
+
+def _tree(m: int, k: int) -> list[tuple[list[tuple[bool, int]], bool]]:
+    """Balanced k-ary tree over m leaves, bottom-up: [(inputs as (is_reduction, index), is_root)]."""
+    reds: list[tuple[list[tuple[bool, int]], bool]] = []
+    frontier = [(False, i) for i in range(m)]
+    while len(frontier) > 1:
+        sizes = group_sizes(len(frontier), k)
+        nxt, pos = [], 0
+        for size in sizes:
+            group = frontier[pos : pos + size]
+            pos += size
+            if size == 1:
+                nxt.append(group[0])
+            else:
+                reds.append((group, len(sizes) == 1))
+                nxt.append((True, len(reds) - 1))
+        frontier = nxt
+    return reds
+
+
+def _solve_fill(starts: np.ndarray, tiles: int, c: _Costs) -> float:
+    """Smallest T at which sum_l floor((T - start_l - a_p) / tau)^+ >= tiles."""
+    order = np.sort(starts)
+    # continuous solution over the leaves that get anything, then round up to whole tiles
+    t = 0.0
+    for n in range(len(order), 0, -1):
+        t = (tiles * c.tau + (order[:n] + c.a_p).sum()) / n
+        if t - order[n - 1] - c.a_p >= 0:
+            break
+    for _ in range(4 * len(order) + 8):
+        x = (t - starts - c.a_p) / c.tau
+        have = np.floor(np.maximum(x, 0)).sum()
+        deficit = int(tiles - have)
+        if deficit <= 0:
+            return t
+        frac = np.sort(np.where(x > -1, x - np.floor(x), 0))[::-1]
+        t += (1.0 - frac[min(deficit, len(frac)) - 1]) * c.tau + 1e-6 if deficit <= len(frac) else c.tau
+    return t
+
+
+def _plan(lens, tiles, num_sms: int, c: _Costs, m_fill: dict[int, int], chunk: int, k: int) -> dict:
+    """One rollout: shape, tail, fill.  ``m_fill``: filler sequence -> its number of partials.
+    Returns the plan with its makespan target ``T`` (ns)."""
+    b = len(lens)
+    fillers = [i for i, m in m_fill.items() if m >= 2]
+    fill_set = set(fillers)
+    leaves = {}  # seq -> list of tile counts (None: filler, sized later)
+    for i in range(b):
+        if i in fill_set and m_fill[i] >= 2:
+            leaves[i] = [None] * m_fill[i]
+        else:
+            m = max(1, -(-int(tiles[i]) // chunk))
+            base, extra = divmod(int(tiles[i]), m)
+            leaves[i] = [base + (1 if j < extra else 0) for j in range(m)]
+    trees = {i: _tree(len(v), k) for i, v in leaves.items() if len(v) > 1}
+
+    # ---- tail: reversed list scheduling of reductions and fixed partials ------------------------------
+    sm_heap = [(0.0, s) for s in range(num_sms)]
+    place = {}  # ("r", seq, idx) | ("p", seq, leaf) -> (sm, rev_start, rev_end)
+    rho = {}  # (seq, leaf) -> reversed time the filler leaf may start (its deadline)
+    ready = []
+    for i, reds in trees.items():
+        ready.append((0.0, i, len(reds) - 1, True))
+    heapq.heapify(ready)
+    while ready:
+        r_time, i, idx, is_red = heapq.heappop(ready)
+        free, s = heapq.heappop(sm_heap)
+        start = max(free, r_time)
+        if is_red:
+            ins, root = trees[i][idx]
+            end = start + c.red[(len(ins), root)]
+            place[("r", i, idx)] = (s, start, end)
+            for is_r, j in ins:
+                if is_r or leaves[i][j] is not None:
+                    heapq.heappush(ready, (end + c.lag, i, j, is_r))
+                else:
+                    rho[(i, j)] = end + c.lag
+        else:
+            end = start + c.a_p + leaves[i][idx] * c.tau
+            place[("p", i, idx)] = (s, start, end)
+        heapq.heappush(sm_heap, (end, s))
+    tail = np.zeros(num_sms)
+    for free, s in sm_heap:
+        tail[s] = free
+
+    # ---- fill: filler leaves onto the least busy SMs, deepest deadline with the busiest of those ---------
+    T = float(tail.max())
+    keys = sorted(rho, key=lambda key: -rho[key])
+    sm_of_leaf, start_of_leaf = {}, {}
+    used = tail.copy()
+    if keys:
+        sms = np.argsort(tail, kind="stable")[: len(keys)][::-1]
+        for key, s in zip(keys, sms):
+            sm_of_leaf[key] = int(s)
+            start_of_leaf[key] = max(float(tail[s]), rho[key])
+        for i in fillers:
+            st = np.asarray([start_of_leaf[(i, j)] for j in range(len(leaves[i]))])
+            T = max(T, _solve_fill(st, int(tiles[i]), c))
+        for i in fillers:
+            st = np.asarray([start_of_leaf[(i, j)] for j in range(len(leaves[i]))])
+            n = np.floor(np.maximum((T - st - c.a_p) / c.tau, 0)).astype(np.int64)
+            surplus = int(n.sum() - tiles[i])
+            # trim from the largest chunks so the filler's SMs end together, below T
+            while surplus > 0:
+                j = int(np.argmax(n))
+                n[j] -= 1
+                surplus -= 1
+            leaves[i] = [int(x) for x in n]
+            for j, x in enumerate(n):
+                if x > 0:
+                    s = sm_of_leaf[(i, j)]
+                    used[s] = max(used[s], st[j] + c.a_p + x * c.tau)
+
+    # ---- whole sequences, longest first, into the most time left before T (LPT) ------------------------
+    heap = [(float(used[s]), s) for s in range(num_sms)]
+    heapq.heapify(heap)
+    for i in sorted((i for i in range(b) if len(leaves[i]) == 1), key=lambda i: -tiles[i]):
+        top, s = heapq.heappop(heap)
+        end = top + c.a_f + tiles[i] * c.tau
+        place[("w", i, 0)] = (s, top, end)  # reversed: it runs before everything already on this SM
+        heapq.heappush(heap, (end, s))
+        T = max(T, end)
+    return {"T": T, "leaves": leaves, "trees": trees, "place": place, "sm_of_leaf": sm_of_leaf,
+            "start_of_leaf": start_of_leaf, "fillers": fillers, "chunk": chunk, "k": k}
+
+
+def _materialise(plan: dict, lens, num_sms: int, c: _Costs):
+    """Tasks (columns) and per-SM queues ordered by planned forward start."""
+    T = plan["T"]
+    op, seq_of, kv0, kv1, inputs, final, sm_of, fstart = [], [], [], [], [], [], [], []
+
+    def add(o, s, a, bnd, ins, f, sm, start):
+        for col, v in zip((op, seq_of, kv0, kv1, inputs, final, sm_of, fstart), (o, s, a, bnd, ins, f, sm, start)):
+            col.append(v)
+        return len(op) - 1
+
+    for i, tl in plan["leaves"].items():
+        length = int(lens[i])
+        if i not in plan["trees"]:
+            s, rs, re_ = plan["place"][("w", i, 0)]
+            add(PARTIAL, i, 0, length, (), True, s, T - re_)
+            continue
+        leaf_task, pos = [], 0
+        for j, n in enumerate(tl):
+            if n <= 0:
+                leaf_task.append(-1)
+                continue
+            a, bnd = pos * TILE, min(length, (pos + n) * TILE)
+            pos += n
+            if ("p", i, j) in plan["place"]:
+                s, rs, re_ = plan["place"][("p", i, j)]
+                start = T - re_
+            else:
+                s = plan["sm_of_leaf"][(i, j)]
+                start = T - plan["start_of_leaf"][(i, j)] - (plan["c"].a_p + n * plan["c"].tau)
+            leaf_task.append(add(PARTIAL, i, a, bnd, (), False, s, start))
+        if pos * TILE < length:  # cannot happen: fill sizes add up; a loud failure beats a silent gap
+            raise ScheduleError(f"internal: sequence {i} planned {pos} of {-(-length // TILE)} tiles")
+        red_task = []
+        for idx, (ins, root) in enumerate(plan["trees"][i]):
+            ids = [red_task[j] if is_r else leaf_task[j] for is_r, j in ins]
+            ids = [t for t in ids if t >= 0]
+            if len(ids) == 0:
+                red_task.append(-1)
+            elif len(ids) == 1:  # a merge of one input is a copy: pass the input up instead
+                red_task.append(ids[0])
+            else:
+                s, rs, re_ = plan["place"][("r", i, idx)]
+                red_task.append(add(REDUCTION, i, min(kv0[t] for t in ids), max(kv1[t] for t in ids),
+                                    tuple(ids), False, s, T - re_))
+        final[red_task[-1]] = True
+    queues: list[list[int]] = [[] for _ in range(num_sms)]
+    for t in sorted(range(len(op)), key=lambda t: fstart[t]):
+        queues[sm_of[t]].append(t)
+    return op, seq_of, kv0, kv1, inputs, final, sm_of, queues
+
+
+def tree_depth_ns(c: _Costs, m: np.ndarray, k: int) -> np.ndarray:
+    """Deadline offset of the leaves of a balanced k-ary tree over m leaves (m >= 2): the sum of the edges
+    (reduction + latency) of its levels, each at the level's largest fan-in; the root writes the output."""
+    out = np.zeros(len(m))
+    n = m.astype(np.int64)
+    while (n > 1).any():
+        groups = -(-n // k)
+        fan = np.where(n > 1, -(-n // groups), 1)
+        root = (groups == 1) & (n > 1)
+        edge = np.where(root, c.red_final[fan], c.red_scratch[fan]) + c.lag
+        out += np.where(n > 1, edge, 0.0)
+        n = groups
+    return out
+
+
+def balanced_fillers(tiles: np.ndarray, num_sms: int, c: _Costs, k: int) -> dict[int, int]:
+    """Split counts that equalise the sequences' makespans: bisect on T, each sequence taking the fewest SMs
+    with which its own tree ends by T; sequences that fit whole by T stay whole."""
+    m = np.arange(1, num_sms + 1)
+    depth = tree_depth_ns(c, np.maximum(m, 2), k)
+    t_seq = tiles[:, None] * c.tau / m[None, :] + depth[None, :] + c.a_p  # [b, S]
+    t_seq[:, 0] = c.a_f + tiles * c.tau
+    whole_ns = t_seq[:, 0]
+
+    def needs(target):
+        ok = t_seq <= target
+        return np.where(ok.any(axis=1), ok.argmax(axis=1) + 1, 0)
+
+    def fits(target):
+        need = needs(target)
+        if not need.all():
+            return False
+        split = need > 1
+        w = whole_ns[~split]
+        # whole sequences need SMs of their own: at least their total over T, and one each above T/2
+        bins = max(int(np.ceil(w.sum() / target)), int((w > 0.5 * target).sum()))
+        return int(need[split].sum()) + bins <= num_sms
+
+    lo = float(tiles.sum() * c.tau / num_sms)
+    hi = float(whole_ns.max() + whole_ns.sum() / num_sms)
+    for _ in range(40):
+        if hi - lo <= 0.05 * c.tau:
+            break
+        mid = 0.5 * (lo + hi)
+        lo, hi = (lo, mid) if fits(mid) else (mid, hi)
+    need = needs(hi)
+    return {int(i): int(need[i]) for i in np.flatnonzero(need > 1)}
+
+
+def candidates(tiles: np.ndarray, num_sms: int, c: _Costs) -> list[tuple[dict[int, int], int, int]]:
+    """Rollout shapes: (filler -> split count, chunk tiles for the others, fan-in)."""
+    k = fmt.MAX_FANIN
+    per_sm = max(1, int(round(tiles.sum() / num_sms)))
+    half = max(1, per_sm // 2)
+    out = []
+    if num_sms >= 2:
+        # every long sequence fills its share of the SMs; the others stay whole
+        out.append((balanced_fillers(tiles, num_sms, c, k), int(tiles.max()) + 1, k))
+        # the longest sequence fills whatever the others leave; they are cut into short chunks
+        longest = int(np.argmax(tiles))
+        out.append(({longest: int(min(num_sms, tiles[longest]))}, half, k))
+    for chunk in sorted({half, per_sm}):  # no filler: equal chunks, packed backwards
+        out.append(({}, chunk, k))
+    return out
+
+
+def makespan_schedule(workload: Workload, num_sms: int, cost: CostModel | None = None) -> Schedule:
+    t0 = time.perf_counter()
+    cost = cost or CostModel()
+    if num_sms < 1:
+        raise ScheduleError(f"need at least 1 SM, got {num_sms}")
+    rows = workload.s_q * fmt.NUM_HEADS_Q
+    c = _Costs(cost, rows)
+    lens = workload.lens
+    tiles = -(-np.asarray(lens, dtype=np.int64) // TILE)
+    # rollouts: plan every shape (closed-form T), then time the most promising ones on the timeline
+    shapes = candidates(tiles, num_sms, c)
+    plans = sorted((_plan(lens, tiles, num_sms, c, m_fill, chunk, k) for m_fill, chunk, k in shapes),
+                   key=lambda p: p["T"])
+    best = None
+    for plan in plans[:TIMED]:
+        plan["c"] = c
+        cols = _materialise(plan, lens, num_sms, c)
+        op, seq_of, kv0, kv1, inputs, final, sm_of, queues = cols
+        start, end = evaluate(op, [b - a for a, b in zip(kv0, kv1)], [len(i) for i in inputs], final, inputs,
+                              queues, rows, cost)
+        span = float(end.max())
+        if best is None or span < best[0]:
+            best = (span, plan, cols, start, end)
+    span, plan, (op, seq_of, kv0, kv1, inputs, final, sm_of, queues), start, end = best
+    params = {"rollouts": len(plans) + 1, "fillers": plan["fillers"], "chunk_tiles": plan["chunk"],
+              "fanin": plan["k"], "planned_us": round(plan["T"] / 1e3, 3)}
+    # the static schedule is one more rollout: where no backward plan beats it, it is the answer
+    base = static_schedule(workload, num_sms, cost)
+    if base.predicted_makespan_us * 1e3 < span:
+        return dataclasses.replace(base, scheduler="makespan", params={"rollouts": len(plans) + 1, "fallback": "static",
+                                   **base.params}, compute_ms=(time.perf_counter() - t0) * 1e3)
+    return Schedule(
+        workload=workload, num_sms=num_sms, queues=queues, scheduler="makespan",
+        tasks=build_tasks(op, seq_of, kv0, kv1, inputs, final, sm_of, start, end, workload.s_q),
+        params=params, predicted_makespan_us=span / 1e3, compute_ms=(time.perf_counter() - t0) * 1e3,
+    )

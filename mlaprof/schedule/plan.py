@@ -1,0 +1,126 @@
+"""What both schedulers share: task-table construction, planned durations and a task-level timeline.
+
+The timeline (``evaluate``) runs a schedule on the cost model at task granularity, with the simulator's
+overlaps but none of its per-tile work: the controller sets up an instruction while the one before it
+computes (at most one ahead), a reduction's compute waits for its inputs' stores plus the semaphore
+latency, and a partial's loads start as soon as the producer is free, so back-to-back partials hide each
+other's fill and store.  It is what the schedulers predict with and what the makespan scheduler's rollouts
+are compared on; ``mlaprof.sim`` gives the per-tile picture.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from mlaprof import format as fmt
+from mlaprof.costmodel import CostModel
+from mlaprof.errors import UserError
+from mlaprof.schedule.tasks import Task
+
+
+class ScheduleError(UserError):
+    """A schedule that cannot run as given (deadlock, missing input, bad operand)."""
+
+
+def durations(ops, kv_len, fanin, final, rows: int, cost: CostModel) -> np.ndarray:
+    """Planned ns of each task: partials by their KV length, reductions by their fan-in."""
+    ops, final = np.asarray(ops), np.asarray(final, dtype=bool)
+    return np.where(
+        ops == fmt.Opcode.PARTIAL,
+        cost.partial_ns(np.maximum(np.asarray(kv_len), 1), rows, final),
+        cost.reduction_ns(np.asarray(fanin), rows, final),
+    ).astype(float)
+
+
+def evaluate(op, kv_len, fanin, final, inputs, queues, rows: int, cost: CostModel,
+             stages: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """(start_ns, end_ns) per task (instruction fetch to store end).  Raises ScheduleError naming the stuck
+    SMs when the queues deadlock."""
+    n = len(op)
+    is_partial = np.asarray(op) == fmt.Opcode.PARTIAL
+    kv_len = np.maximum(np.asarray(kv_len, dtype=np.int64), 1)
+    tiles = -(-kv_len // fmt.KV_TILE_TOKENS)
+    last = kv_len - fmt.KV_TILE_TOKENS * (tiles - 1)
+    lf, cf = float(cost.load_ns(fmt.KV_TILE_TOKENS)), float(cost.compute_ns(fmt.KV_TILE_TOKENS, rows))
+    ll, cl = cost.load_ns(last), cost.compute_ns(last, rows)
+    first_load = np.where(tiles == 1, ll, lf).tolist()
+    loads = ((tiles - 1) * lf + ll).tolist()
+    comps = ((tiles - 1) * cf + cl).tolist()
+    last_comp = cl.tolist()
+    merge = cost.reduce_ns(np.asarray(fanin), rows).tolist()
+    store = cost.store_ns(rows, np.asarray(final, dtype=bool)).tolist()
+    partial = is_partial.tolist()
+    setup, lat, ahead = cost.setup_ns, cost.sem_latency_ns, (stages - 1) * cf
+
+    start = [0.0] * n
+    end = [-1.0] * n
+    done = [False] * n
+    num_sms = len(queues)
+    ptr = [0] * num_sms
+    ctrl, prod, cons = [0.0] * num_sms, [0.0] * num_sms, [0.0] * num_sms
+    prev2 = [0.0] * num_sms  # store end of the instruction two back: the controller runs at most one ahead
+    prev1 = [0.0] * num_sms
+    waiters: dict[int, list[int]] = {}
+    ready = list(range(num_sms))
+    while ready:
+        sm = ready.pop()
+        q = queues[sm]
+        while ptr[sm] < len(q):
+            t = q[ptr[sm]]
+            blocker = next((i for i in inputs[t] if not done[i]), None)
+            if blocker is not None:
+                waiters.setdefault(blocker, []).append(sm)
+                break
+            s0 = ctrl[sm] if ctrl[sm] > prev2[sm] else prev2[sm]
+            issue = s0 + setup
+            for i in inputs[t]:
+                if end[i] + lat > issue:
+                    issue = end[i] + lat
+            ctrl[sm] = issue
+            if partial[t]:
+                ls = prod[sm] if prod[sm] > issue else issue
+                le = ls + loads[t]
+                c0 = max(cons[sm], ls + first_load[t])
+                ce = max(c0 + comps[t], le + last_comp[t])
+                prod[sm] = max(le, ce - ahead)  # stage buffers bound how far loads run ahead of compute
+            else:
+                ce = max(cons[sm], issue) + merge[t]
+            e = ce + store[t]
+            start[t], end[t] = s0, e
+            cons[sm] = e
+            prev2[sm], prev1[sm] = prev1[sm], e
+            done[t] = True
+            ptr[sm] += 1
+            ready.extend(waiters.pop(t, ()))
+    stuck = [sm for sm in range(num_sms) if ptr[sm] < len(queues[sm])]
+    if stuck:
+        desc = ", ".join(
+            f"SM {sm} (task {queues[sm][ptr[sm]]} waits on task "
+            f"{next(i for i in inputs[queues[sm][ptr[sm]]] if not done[i])})"
+            for sm in stuck[:6]
+        )
+        raise ScheduleError(f"schedule deadlocks: {len(stuck)} SMs stuck: {desc}")
+    return np.asarray(start), np.asarray(end)
+
+
+_TASK_FIELDS = [f.name for f in dataclasses.fields(Task)]
+
+
+def build_tasks(op, seq, kv_start, kv_end, inputs, final, sm, start_ns, end_ns, s_q: int) -> list[Task]:
+    """Task objects from per-task columns; ids are positions.  Partials and reductions cover all s_q tokens.
+
+    Fills the frozen dataclass's __dict__ directly: the generated __init__ costs ~4 us per task, which is
+    most of a 1 ms scheduling budget at a few hundred tasks.
+    """
+    out = []
+    new = object.__new__
+    for i in range(len(op)):
+        t = new(Task)
+        t.__dict__.update(zip(_TASK_FIELDS, (
+            i, fmt.Opcode(op[i]), int(seq[i]), 0, s_q, int(kv_start[i]), int(kv_end[i]), tuple(inputs[i]),
+            bool(final[i]), int(sm[i]), float(start_ns[i]) / 1e3, float(end_ns[i]) / 1e3,
+        )))
+        out.append(t)
+    return out

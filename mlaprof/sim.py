@@ -1,0 +1,293 @@
+"""Run an instruction tensor on the cost model and record what the kernel would: a trace marked simulated.
+
+It executes the tensor, not the Schedule: the same words the GPU reads, the same semaphores.  Per SM:
+
+- controller: SETUP, then one WAIT per reduction input until that input's STORE has ended plus the semaphore
+  latency.  It runs at most one instruction ahead of the consumer (it prefetches the next instruction while
+  the current one computes, DESIGN §3).
+- producer (partials only): one LOAD per KV tile, one at a time (the SM's share of HBM bandwidth), each into
+  one of ``stages`` shared-memory buffers; the load of tile i + stages waits for the compute of tile i.  The
+  ring runs across instruction boundaries, so the next partial's first loads overlap this one's compute.
+- consumer: one COMPUTE per KV tile (a reduction: one merge, reading its inputs from L2; no loads), then a
+  STORE whose end releases the instruction's semaphore.
+
+Events go into per-SM buffers in the kernel's raw layout and through ``mlaprof.timing.decode_events``, so
+a simulated trace is built exactly like a measured one.
+"""
+
+from __future__ import annotations
+
+import datetime
+import subprocess
+import uuid
+
+import numpy as np
+
+import mlaprof
+from mlaprof import format as fmt
+from mlaprof.costmodel import CostModel
+from mlaprof.errors import UserError
+from mlaprof.schedule.encode import Encoded
+from mlaprof.timing import decode_events
+from mlaprof.trace.io import Trace
+from mlaprof.trace.schema import TraceMeta
+
+W = fmt.Word
+K, R = fmt.Kind, fmt.Role
+TILE = fmt.KV_TILE_TOKENS
+VECTOR_TILES = 48  # partials with more tiles than this take the numpy path (faster past ~50 tiles)
+
+
+class SimulationError(UserError):
+    pass
+
+
+def _hdr(kind, role, instr):
+    return (instr << fmt.HEADER_INSTR_SHIFT) | (role << fmt.HEADER_ROLE_SHIFT) | kind
+
+
+class _Noise:
+    """Multiplicative jitter on span durations (1 + jitter * N(0, 1), floored at 0.05); 1 when jitter is 0."""
+
+    def __init__(self, jitter: float, seed: int):
+        self.jitter = jitter
+        self.rng = np.random.default_rng(seed)
+        self.buf, self.pos = np.empty(0), 0
+
+    def take(self, n: int) -> np.ndarray | None:
+        if not self.jitter:
+            return None
+        if self.pos + n > len(self.buf):
+            self.buf = np.maximum(0.05, 1.0 + self.jitter * self.rng.standard_normal(max(4096, 2 * n)))
+            self.pos = 0
+        out = self.buf[self.pos : self.pos + n]
+        self.pos += n
+        return out
+
+    def one(self, x: float) -> float:
+        f = self.take(1)
+        return x if f is None else x * float(f[0])
+
+
+def _tile_loop_py(loads, comps, prod, cons, issue, ring, g, stages):
+    """Scalar recurrence; returns load starts/ends, compute starts/ends, new prod/cons."""
+    ls, le, cs, ce = [], [], [], []
+    for u in range(len(loads)):
+        slot = (g + u) % stages
+        s = max(prod, issue, ring[slot])
+        prod = s + loads[u]
+        c = max(cons, prod)
+        cons = c + comps[u]
+        ring[slot] = cons
+        ls.append(s)
+        le.append(prod)
+        cs.append(c)
+        ce.append(cons)
+    return ls, le, cs, ce, prod, cons
+
+
+def _tile_loop_np(loads, comps, prod, cons, issue, ring, g, stages):
+    """The same recurrence in max-plus form: cumulative maxima, iterated to the fixed point of the stage
+    constraint (load u waits for compute u - stages).  Converges in a few rounds; falls back when not."""
+    n = len(loads)
+    loads, comps = np.asarray(loads, float), np.asarray(comps, float)
+    cl = np.cumsum(loads)
+    cc = np.cumsum(comps)
+    ready = np.full(n, float(issue))
+    first = np.asarray([ring[(g + u) % stages] for u in range(min(n, stages))])
+    ready[: len(first)] = np.maximum(ready[: len(first)], first)
+    base = ready.copy()
+    le = None
+    for _ in range(64):
+        y = np.maximum.accumulate(np.concatenate([[prod], ready - (cl - loads)]))[1:]
+        new_le = y + cl
+        z = np.maximum.accumulate(np.concatenate([[cons], new_le - (cc - comps)]))[1:]
+        ce = z + cc
+        if le is not None and np.array_equal(new_le, le):
+            break
+        le = new_le
+        ready = base.copy()
+        ready[stages:] = np.maximum(base[stages:], ce[:-stages])
+    else:
+        return _tile_loop_py(list(loads), list(comps), prod, cons, issue, ring, g, stages)
+    ls = le - loads
+    cs = ce - comps
+    for u in range(max(0, n - stages), n):
+        ring[(g + u) % stages] = float(ce[u])
+    return ls.tolist(), le.tolist(), cs.tolist(), ce.tolist(), float(le[-1]), float(ce[-1])
+
+
+def run(instructions: np.ndarray, cost: CostModel | None = None, stages: int = 4, jitter: float = 0.0,
+        seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Execute the tensor; return raw events [num_sms, capacity, 4] (int64, ns) and per-SM counts."""
+    cost = cost or CostModel()
+    instr = np.asarray(instructions)
+    if instr.ndim != 3 or instr.shape[2] != fmt.WORDS_PER_INSTRUCTION:
+        raise SimulationError(f"instruction tensor must be [num_sms, max_instructions, {fmt.WORDS_PER_INSTRUCTION}], "
+                              f"got {list(instr.shape)}")
+    if stages < 1:
+        raise SimulationError(f"need at least 1 pipeline stage, got {stages}")
+    num_sms = instr.shape[0]
+    noise = _Noise(jitter, seed)
+    lat = cost.sem_latency_ns
+    # decode each SM's list once into plain Python values (per-event work stays scalar and cheap)
+    progs = []
+    sem_owner: dict[int, tuple[int, int]] = {}
+    for sm in range(num_sms):
+        prog = []
+        for p in range(instr.shape[1]):
+            w = instr[sm, p].tolist()
+            op = w[W.OPCODE]
+            if op == fmt.Opcode.END:
+                break
+            if op not in (fmt.Opcode.PARTIAL, fmt.Opcode.REDUCTION):
+                raise SimulationError(f"SM {sm} instruction {p}: unknown opcode {op}")
+            k = w[W.NUM_INPUTS]
+            if not 0 <= k <= fmt.MAX_FANIN or (op == fmt.Opcode.REDUCTION and k == 0):
+                raise SimulationError(f"SM {sm} instruction {p}: {k} inputs (allowed 1..{fmt.MAX_FANIN} for reductions)")
+            if w[W.KV_END] <= w[W.KV_START] or w[W.Q_COUNT] < 1:
+                raise SimulationError(f"SM {sm} instruction {p}: empty KV or query range")
+            sems = w[W.INPUT_SEMS : W.INPUT_SEMS + k]
+            prog.append((op, w[W.Q_COUNT] * fmt.NUM_HEADS_Q, w[W.KV_START], w[W.KV_END], w[W.SIGNAL_SEM],
+                         w[W.OUT_SLOT] == fmt.NO_SLOT, sems))
+            if w[W.SIGNAL_SEM] >= 0:
+                if w[W.SIGNAL_SEM] in sem_owner:
+                    other = sem_owner[w[W.SIGNAL_SEM]]
+                    raise SimulationError(f"semaphore {w[W.SIGNAL_SEM]} is released by two instructions "
+                                          f"(SM {other[0]} #{other[1]} and SM {sm} #{p})")
+                sem_owner[w[W.SIGNAL_SEM]] = (sm, p)
+        progs.append(prog)
+    for sm, prog in enumerate(progs):
+        for p, ins in enumerate(prog):
+            for s in ins[6]:
+                if s not in sem_owner:
+                    raise SimulationError(f"SM {sm} instruction {p} waits on semaphore {s}, which no instruction releases")
+
+    sem_time: dict[int, float] = {}
+    waiters: dict[int, list[int]] = {}
+    ev = [([], [], [], []) for _ in range(num_sms)]  # per SM: header, aux, start, end
+    ptr = [0] * num_sms
+    ctrl = [0.0] * num_sms
+    prod = [0.0] * num_sms
+    cons = [0.0] * num_sms
+    gtile = [0] * num_sms
+    rings = [[0.0] * stages for _ in range(num_sms)]
+    store_end = [[] for _ in range(num_sms)]
+    ready = list(range(num_sms - 1, -1, -1))
+    tile_cache: dict[tuple[int, int], tuple[list, list]] = {}
+    while ready:
+        sm = ready.pop()
+        prog, (H, A, S, E) = progs[sm], ev[sm]
+        while ptr[sm] < len(prog):
+            j = ptr[sm]
+            op, rows, kv0, kv1, sig, final, sems = prog[j]
+            missing = next((s for s in sems if s not in sem_time), None)
+            if missing is not None:
+                waiters.setdefault(missing, []).append(sm)
+                break
+            ends = store_end[sm]
+            t = max(ctrl[sm], ends[j - 2] if j >= 2 else 0.0)  # at most one instruction ahead of the consumer
+            begin = t
+            setup = noise.one(cost.setup_ns)
+            H.append(_hdr(K.SETUP, R.CONTROLLER, j)); A.append(-1); S.append(t); E.append(t + setup)
+            t += setup
+            for i, s in enumerate(sems):
+                w_end = max(t, sem_time[s] + lat)
+                H.append(_hdr(K.WAIT, R.CONTROLLER, j)); A.append(i); S.append(t); E.append(w_end)
+                t = w_end
+            ctrl[sm] = t
+            if op == fmt.Opcode.PARTIAL:
+                key = (kv1 - kv0, rows)
+                if key not in tile_cache:
+                    n = -(-(kv1 - kv0) // TILE)
+                    toks = np.full(n, TILE)
+                    toks[-1] = (kv1 - kv0) - TILE * (n - 1)
+                    tile_cache[key] = (cost.load_ns(toks).tolist(), cost.compute_ns(toks, rows).tolist())
+                loads, comps = tile_cache[key]
+                n = len(loads)
+                f = noise.take(2 * n)
+                if f is not None:
+                    loads = (np.asarray(loads) * f[:n]).tolist()
+                    comps = (np.asarray(comps) * f[n:]).tolist()
+                loop = _tile_loop_np if n > VECTOR_TILES else _tile_loop_py
+                ls, le, cs, ce, prod[sm], c_end = loop(loads, comps, prod[sm], cons[sm], t, rings[sm], gtile[sm], stages)
+                gtile[sm] += n
+                hl, hc = _hdr(K.LOAD, R.PRODUCER, j), _hdr(K.COMPUTE, R.CONSUMER, j)
+                H.extend([hl] * n); A.extend(range(n)); S.extend(ls); E.extend(le)
+                H.extend([hc] * n); A.extend(range(n)); S.extend(cs); E.extend(ce)
+            else:
+                c0 = max(cons[sm], t)
+                c_end = c0 + noise.one(float(cost.reduce_ns(len(sems), rows)))
+                H.append(_hdr(K.COMPUTE, R.CONSUMER, j)); A.append(-1); S.append(c0); E.append(c_end)
+            s_end = c_end + noise.one(float(cost.store_ns(rows, final)))
+            H.append(_hdr(K.STORE, R.CONSUMER, j)); A.append(-1); S.append(c_end); E.append(s_end)
+            H.append(_hdr(K.INSTRUCTION, R.CONTROLLER, j)); A.append(-1); S.append(begin); E.append(s_end)
+            cons[sm] = s_end
+            ends.append(s_end)
+            ptr[sm] += 1
+            if sig >= 0:
+                sem_time[sig] = s_end
+                ready.extend(waiters.pop(sig, ()))
+
+    stuck = [sm for sm in range(num_sms) if ptr[sm] < len(progs[sm])]
+    if stuck:
+        parts = []
+        for sm in stuck[:6]:
+            j = ptr[sm]
+            sem = next(s for s in progs[sm][j][6] if s not in sem_time)
+            osm, oj = sem_owner[sem]
+            parts.append(f"SM {sm} instruction {j} waits on semaphore {sem} (released by SM {osm} instruction {oj})")
+        more = f" and {len(stuck) - 6} more" if len(stuck) > 6 else ""
+        raise SimulationError(f"deadlock: {len(stuck)} SMs can never proceed: {'; '.join(parts)}{more}")
+
+    counts = np.asarray([len(e[0]) for e in ev], dtype=np.int64)
+    events = np.zeros((num_sms, max(1, int(counts.max(initial=0))), fmt.EVENT_WORDS), dtype=np.int64)
+    for sm, (H, A, S, E) in enumerate(ev):
+        n = len(H)
+        if n:
+            events[sm, :n, 0] = H
+            events[sm, :n, 1] = A
+            events[sm, :n, 2] = np.rint(S)
+            events[sm, :n, 3] = np.rint(E)
+    return events, counts
+
+
+_GIT_REV: str | None = None
+
+
+def _git_rev() -> str:
+    global _GIT_REV
+    if _GIT_REV is None:
+        try:
+            _GIT_REV = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                      cwd=str(__import__("pathlib").Path(__file__).parent), timeout=5).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            _GIT_REV = ""
+    return _GIT_REV
+
+
+def simulate(encoded: Encoded, cost: CostModel | None = None, stages: int = 4, jitter: float = 0.0, seed: int = 0) -> Trace:
+    """The trace the kernel would record for this instruction tensor, on this cost model."""
+    cost = cost or CostModel()
+    events, counts = run(encoded.instructions, cost, stages=stages, jitter=jitter, seed=seed)
+    table, _ = decode_events(events, counts, encoded.instructions)
+    s = encoded.schedule
+    meta = TraceMeta(
+        source="simulated",
+        workload=s.workload.to_json() if s else {},
+        scheduler=s.scheduler if s else "unknown",
+        sm_count=encoded.num_sms,
+        scheduler_params={**(s.params if s else {}), "predicted_makespan_us": round(s.predicted_makespan_us, 3) if s else None,
+                          "compute_ms": round(s.compute_ms, 3) if s else None},
+        tasks=s.to_json() if s else [],
+        mlaprof_version=mlaprof.__version__,
+        git_rev=_git_rev(),
+        timer_source="cost-model",
+        timer_resolution_ns=1.0,
+        run_id=uuid.uuid4().hex[:12],
+        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        event_capacity=int(events.shape[1]),
+        extra={"sim": {"stages": stages, "jitter": jitter, "seed": seed, "cost_model": cost.to_json(),
+                       "num_slots": encoded.num_slots, "num_sems": encoded.num_sems}},
+    )
+    return Trace(table=table, meta=meta)
