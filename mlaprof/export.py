@@ -48,8 +48,9 @@ def assign_lanes(group: np.ndarray, start: np.ndarray, end: np.ndarray, instr: n
     A span may only nest inside a span of its own instruction: a controller that fetches ahead opens
     instruction i+1 while i still runs, and i+1's SETUP and WAIT spans belong under i+1, not under i.
     Spans are visited by (group, start, longest first); each lane keeps a stack of open spans (end,
-    instruction), and a span fits a lane when, after closing what ended by its start, the stack is empty or its
-    top is a span of the same instruction that encloses it. Linear in spans times the (small) number of lanes.
+    instruction). After closing what ended by its start, a span goes under an open span of its own instruction
+    that encloses it, else to the first empty lane, else to a new lane. Linear in spans times the (small)
+    number of lanes.
     """
     lane = np.zeros(len(group), np.int64)
     order = np.lexsort((-end, start, group))
@@ -59,16 +60,21 @@ def assign_lanes(group: np.ndarray, start: np.ndarray, end: np.ndarray, instr: n
     for j, i in enumerate(order.tolist()):
         if g[j] != current:
             current, stacks = g[j], []
+        chosen = free = -1
         for k, stack in enumerate(stacks):
             while stack and stack[-1][0] <= s[j]:
                 stack.pop()
-            if not stack or (e[j] <= stack[-1][0] and ins[j] == stack[-1][1]):
-                stack.append((e[j], ins[j]))
-                lane[i] = k
+            if not stack:
+                free = k if free < 0 else free
+            elif e[j] <= stack[-1][0] and ins[j] == stack[-1][1]:
+                chosen = k  # under its own instruction's open span: the best place
                 break
-        else:
-            stacks.append([(e[j], ins[j])])
-            lane[i] = len(stacks) - 1
+        if chosen < 0:
+            chosen = free if free >= 0 else len(stacks)
+            if chosen == len(stacks):
+                stacks.append([])
+        stacks[chosen].append((e[j], ins[j]))
+        lane[i] = chosen
     return lane
 
 

@@ -122,9 +122,10 @@ def test_prefetched_instruction_keeps_its_spans():
     end = np.array([10, 2, 20, 4, 15])
     instr = np.array([0, 0, 1, 1, 1])
     assert assign_lanes(group, start, end, instr).tolist() == [0, 0, 1, 1, 1]
-    # once instruction 0 has ended, instruction 2 goes back to lane 0
-    lanes = assign_lanes(np.zeros(6, int), np.r_[start, 21], np.r_[end, 30], np.r_[instr, 2])
-    assert lanes.tolist() == [0, 0, 1, 1, 1, 0]
+    # once instruction 0 has ended, instruction 2 goes back to lane 0, while instruction 1's zero-length wait
+    # at 15 (lane 0 is empty by then) stays under instruction 1
+    lanes = assign_lanes(np.zeros(7, int), np.r_[start, 21, 15], np.r_[end, 30, 15], np.r_[instr, 2, 1])
+    assert lanes.tolist() == [0, 0, 1, 1, 1, 0, 1]
 
 
 def test_cli_export(golden, tmp_path, capsys):
