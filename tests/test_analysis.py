@@ -223,3 +223,32 @@ def test_cli_info_help_has_example(capsys):
         main(["info", "--help"])
     assert e.value.code == 0
     assert "mlaprof info traces/sim.arrow" in capsys.readouterr().out
+
+
+# ---- traces from the simulator ------------------------------------------------------------------------------
+
+NAMED = ["seed-representative", "b1-65536-q1", "b64-rand256to1024-q4", "b64-512-q2", "b132-4096-q4"]
+
+
+@pytest.mark.parametrize("scheduler", ["static", "makespan"])
+@pytest.mark.parametrize("workload", NAMED)
+def test_simulated_trace_invariants(workload, scheduler):
+    from tests.golden.simulated import simulated
+
+    t = simulated(workload, scheduler)
+    a = analyze(t)
+    assert a.makespan_us == pytest.approx(t.makespan_ns / 1000)
+    np.testing.assert_allclose(a.sm_busy_us + a.sm_wait_us + a.sm_idle_us, a.makespan_us, atol=1e-6)
+    assert (a.sm_busy_us >= 0).all() and (a.sm_wait_us >= 0).all() and (a.sm_idle_us >= -1e-9).all()
+    assert a.num_instructions == len(t.meta.tasks)
+    w = Workload.from_json(t.meta.workload)
+    assert a.tflops == pytest.approx(w.flops / (a.makespan_us * 1e-6) / 1e12, rel=1e-3)
+    path = a.critical_path
+    assert path and path[-1].end_us == a.makespan_us and path[0].reason == "start"
+    tasks = {x["id"]: x for x in t.meta.tasks}
+    for prev, cur in zip(path, path[1:]):
+        if cur.reason == "queue":
+            assert (prev.sm, prev.instr) == (cur.sm, cur.instr - 1)
+        else:
+            assert cur.reason == "wait" and prev.task == cur.waited_for["task"]
+            assert prev.task in tasks[cur.task]["inputs"]

@@ -147,3 +147,34 @@ def test_cli_diff_help_has_example(capsys):
     with pytest.raises(SystemExit):
         main(["diff", "--help"])
     assert "mlaprof diff traces/static.arrow traces/makespan.arrow" in capsys.readouterr().out
+
+
+# ---- traces from the simulator ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("workload", ["seed-representative", "b64-rand256to1024-q4", "b132-4096-q4"])
+def test_simulated_static_vs_makespan(workload):
+    from tests.golden.simulated import simulated
+
+    a, b = simulated(workload, "static"), simulated(workload, "makespan")
+    d = diff(a, b)
+    assert d.makespan_delta_us == pytest.approx(d.makespan_b_us - d.makespan_a_us, abs=1e-4)
+    assert d.makespan_a_us == pytest.approx(a.makespan_ns / 1000)
+    if d.mode == "matched":
+        assert d.ops["matched"] + d.ops["only_in_a"] == len(a.meta.tasks)
+        assert d.ops["matched"] + d.ops["only_in_b"] == len(b.meta.tasks)
+    _assert_zero_diff(diff(b, b))
+
+
+def test_simulated_same_schedule_with_jitter_matches_every_op():
+    """One schedule simulated twice with different noise: every instruction is matched, and something moved."""
+    from tests.golden.simulated import simulated
+
+    a = simulated("b64-rand256to1024-q4", "makespan", jitter=0.1, seed=1)
+    b = simulated("b64-rand256to1024-q4", "makespan", jitter=0.1, seed=2)
+    d = diff(a, b)
+    assert d.mode == "matched"
+    assert d.ops["matched"] == len(a.meta.tasks) and d.ops["only_in_a"] == d.ops["only_in_b"] == 0
+    assert d.ops["moved_sm"] == 0
+    assert d.ops["dur_delta_us"]["max_abs"] > 0
+    top = d.op_changes[0]
+    assert abs(top.dur_delta_us) == d.ops["dur_delta_us"]["max_abs"]

@@ -177,3 +177,22 @@ def test_perfetto_trace_processor_loads_export(pipelined, tmp_path):
     assert n_slices == len(pipelined)
     waits = int(((pipelined.col("kind") == "wait") & (pipelined.col("wait_task") >= 0)).sum())
     assert n_flows == waits
+
+
+@pytest.mark.parametrize("workload", ["seed-representative", "b132-4096-q4"])
+def test_simulated_export_is_valid(workload, tmp_path):
+    """The simulator's controller fetches ahead and its loads pipeline across instructions: lanes keep it valid."""
+    from tests.golden.simulated import simulated
+
+    t = simulated(workload, "makespan")
+    counts = export(t, tmp_path / "s.json")
+    ev = check_trace_events(json.loads((tmp_path / "s.json").read_text()))
+    assert counts["X"] == len(ev["X"]) == len(t)
+    waits = int(((t.col("kind") == "wait") & (t.col("wait_task") >= 0)).sum())
+    assert counts["s"] == counts["f"] == waits
+    # every controller span of one instruction sits on one thread, under that instruction's span
+    threads = defaultdict(set)
+    for e in ev["X"]:
+        if e["cat"] in ("instruction", "setup", "wait"):
+            threads[(e["args"]["sm"], e["args"]["instr"])].add(e["tid"])
+    assert all(len(v) == 1 for v in threads.values())
