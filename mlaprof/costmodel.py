@@ -160,3 +160,117 @@ def reduce_bytes(fanin, rows):
 def load(path: str | Path | None) -> CostModel:
     """The model in ``path``, or the defaults when no path is given."""
     return CostModel() if path is None else CostModel.load(path)
+
+
+# ---- calibration ----------------------------------------------------------------------------------------
+# (constant name of the base, of the slope) fitted per span kind, against the physical quantity of each span
+FITTED = {
+    "load": ("load_base_ns", "load_byte_ns"),
+    "compute": ("compute_base_ns", "compute_flop_ns"),
+    "reduce": ("reduce_base_ns", "reduce_byte_ns"),
+    "store": ("store_base_ns", "store_byte_ns"),
+}
+
+
+def _affine(x: np.ndarray, y: np.ndarray, slope0: float) -> tuple[float, float, bool]:
+    """Least-squares y = a + b x.  When x barely varies the slope is not identifiable: keep ``slope0`` and
+    fit the intercept alone (reported, so a user knows which constants the traces could not pin down)."""
+    if len(x) >= 2 and np.ptp(x) > 1e-6 * max(1.0, float(np.abs(x).mean())):
+        xm, ym = x.mean(), y.mean()
+        b = float(((x - xm) * (y - ym)).sum() / ((x - xm) ** 2).sum())
+        return float(ym - b * xm), b, True
+    return float((y - slope0 * x).mean()), slope0, False
+
+
+def span_samples(trace) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per fitted kind: (quantity, duration_ns) arrays from one trace; plus 'setup' and 'latency' samples."""
+    from mlaprof.trace.schema import KIND_NAMES, OPCODE_NAMES
+
+    kind = trace.codes("kind", KIND_NAMES)
+    opcode = trace.codes("opcode", OPCODE_NAMES)
+    start, end = trace.col("start_ns").astype(np.int64), trace.col("end_ns").astype(np.int64)
+    dur = (end - start).astype(float)
+    kv_len = (trace.col("kv_end") - trace.col("kv_start")).astype(np.int64)
+    rows = trace.col("q_count").astype(np.int64) * fmt.NUM_HEADS_Q
+    aux = trace.col("aux").astype(np.int64)
+    task = trace.col("task").astype(np.int64)
+    final = trace.col("slot") == fmt.NO_SLOT
+    partial, reduction = opcode == fmt.Opcode.PARTIAL, opcode == fmt.Opcode.REDUCTION
+    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    tile_tok = np.clip(kv_len - aux * KV_TILE_TOKENS, 1, KV_TILE_TOKENS)
+    m = (kind == fmt.Kind.LOAD) & partial
+    out["load"] = (tile_tok[m] * KV_TOKEN_BYTES * 1.0, dur[m])
+    m = (kind == fmt.Kind.COMPUTE) & partial
+    out["compute"] = (tile_tok[m] * rows[m] * 1.0, dur[m])  # flops need row_granule: applied by the caller
+    out["compute_rows"] = (rows[m], tile_tok[m])
+    # a reduction's fan-in: its WAIT spans, one per input
+    m = (kind == fmt.Kind.COMPUTE) & reduction
+    waits = (kind == fmt.Kind.WAIT) & reduction
+    fanin_of = dict(zip(*np.unique(task[waits], return_counts=True)))
+    fanin = np.asarray([fanin_of.get(int(t), 0) for t in task[m]], dtype=float)
+    keep = fanin > 0
+    out["reduce"] = (reduce_bytes(fanin[keep], rows[m][keep]) * 1.0, dur[m][keep])
+    m = kind == fmt.Kind.STORE
+    out["store"] = (store_bytes(rows[m], final[m]) * 1.0, dur[m])
+    out["setup"] = (np.zeros(int((kind == fmt.Kind.SETUP).sum())), dur[kind == fmt.Kind.SETUP])
+    # semaphore latency: waits that began before their producer's store ended, i.e. really blocked
+    wait_task = trace.col("wait_task").astype(np.int64)
+    m = (kind == fmt.Kind.WAIT) & (wait_task >= 0)
+    store_end = dict(zip(task[kind == fmt.Kind.STORE].tolist(), end[kind == fmt.Kind.STORE].tolist()))
+    produced = np.asarray([store_end.get(int(t), -1) for t in wait_task[m]], dtype=np.int64)
+    blocked = (produced >= 0) & (start[m] < produced)
+    out["latency"] = (np.zeros(int(blocked.sum())), (end[m][blocked] - produced[blocked]).astype(float))
+    return out
+
+
+def fit_with_report(traces, base: CostModel | None = None) -> tuple[CostModel, dict]:
+    """Fit every constant by least squares on the traces' spans; also return per-kind residuals."""
+    base = base or CostModel()
+    if not traces:
+        raise CostModelError("calibrate needs at least one trace")
+    parts = [span_samples(t) for t in traces]
+
+    def cat(key, i):
+        return np.concatenate([p[key][i] for p in parts]) if parts else np.empty(0)
+
+    values = base.to_json()
+    report: dict = {"traces": len(traces), "kinds": {}}
+    rows, toks = cat("compute_rows", 0), cat("compute_rows", 1)
+    flops = compute_flops(toks, rows, base.row_granule) * 1.0
+    for kind, (a_name, b_name) in FITTED.items():
+        x = flops if kind == "compute" else cat(kind, 0)
+        y = cat(kind, 1)
+        if len(y) == 0:
+            report["kinds"][kind] = {"n": 0, "note": "no spans of this kind: kept the prior constants"}
+            continue
+        a, b, slope_fitted = _affine(x, y, values[b_name])
+        values[a_name], values[b_name] = max(a, 0.0), max(b, 0.0)
+        resid = y - (values[a_name] + values[b_name] * x)
+        report["kinds"][kind] = _residual(y, resid, slope_fitted)
+    for kind, name in (("setup", "setup_ns"), ("latency", "sem_latency_ns")):
+        y = cat(kind, 1)
+        if len(y) == 0:
+            report["kinds"][kind] = {"n": 0, "note": "no samples: kept the prior constant"}
+            continue
+        values[name] = max(float(y.mean()), 0.0)
+        report["kinds"][kind] = _residual(y, y - values[name], True)
+    total = sum(r.get("rms_ns", 0.0) ** 2 * r["n"] for r in report["kinds"].values())
+    count = sum(r["n"] for r in report["kinds"].values())
+    mean = np.mean(np.concatenate([cat(k, 1) for k in ("load", "compute", "reduce", "store", "setup")]))
+    report["rms_ns"] = float(np.sqrt(total / max(count, 1)))
+    report["rel_rms"] = float(report["rms_ns"] / mean) if mean > 0 else 0.0
+    return CostModel.from_json(values), report
+
+
+def _residual(y, resid, slope_fitted: bool) -> dict:
+    rms = float(np.sqrt(np.mean(resid**2)))
+    out = {"n": int(len(y)), "mean_ns": round(float(y.mean()), 2), "rms_ns": round(rms, 2),
+           "rel_rms": round(rms / float(y.mean()), 4) if y.mean() > 0 else 0.0}
+    if not slope_fitted:
+        out["note"] = "size barely varies in these traces: slope kept from the prior, intercept fitted"
+    return out
+
+
+def fit(traces, base: CostModel | None = None) -> CostModel:
+    """The cost model that best explains the traces' span durations (least squares, per span kind)."""
+    return fit_with_report(traces, base)[0]

@@ -1,15 +1,17 @@
 """Run an instruction tensor on the cost model and record what the kernel would: a trace marked simulated.
 
-It executes the tensor, not the Schedule: the same words the GPU reads, the same semaphores.  Per SM:
+It executes the tensor, not the Schedule: the same words the GPU reads, the same semaphores.  Per SM, as
+the megakernel (csrc/interpreter.cuh) does it:
 
-- controller: SETUP, then one WAIT per reduction input until that input's STORE has ended plus the semaphore
-  latency.  It runs at most one instruction ahead of the consumer (it prefetches the next instruction while
-  the current one computes, DESIGN §3).
-- producer (partials only): one LOAD per KV tile, one at a time (the SM's share of HBM bandwidth), each into
-  one of ``stages`` shared-memory buffers; the load of tile i + stages waits for the compute of tile i.  The
-  ring runs across instruction boundaries, so the next partial's first loads overlap this one's compute.
-- consumer: one COMPUTE per KV tile (a reduction: one merge, reading its inputs from L2; no loads), then a
-  STORE whose end releases the instruction's semaphore.
+- controller (the consumer's leader thread): SETUP when the previous instruction is done, then for a
+  reduction one WAIT per input, in order, until that input's STORE has ended plus the semaphore latency.
+- producer (partials only; reductions read their inputs straight from L2): one LOAD per KV tile, one at a
+  time (the SM's share of HBM bandwidth), each into one of ``stages`` shared-memory buffers; the load of
+  tile i + stages waits for the compute of tile i.  It walks the list on its own, so the next partial's
+  loads overlap this instruction's compute, store and waits; with one Q buffer they start once the
+  previous partial has begun its last tile.
+- consumer: one COMPUTE per KV tile (a reduction: one merge), then a STORE whose end releases the
+  instruction's semaphore.  INSTRUCTION spans SETUP to STORE end.
 
 Events go into per-SM buffers in the kernel's raw layout and through ``mlaprof.timing.decode_events``, so
 a simulated trace is built exactly like a measured one.
@@ -69,12 +71,14 @@ class _Noise:
         return x if f is None else x * float(f[0])
 
 
-def _tile_loop_py(loads, comps, prod, cons, issue, ring, g, stages):
-    """Scalar recurrence; returns load starts/ends, compute starts/ends, new prod/cons."""
+def _tile_loop_py(loads, comps, prod, cons, ring, g, stages):
+    """Scalar recurrence: load u starts when the producer (``prod``) and its stage buffer are free, compute u
+    when the consumer (``cons``) is free and the tile has landed.  Returns the four time lists and the
+    producer's and consumer's new free times."""
     ls, le, cs, ce = [], [], [], []
     for u in range(len(loads)):
         slot = (g + u) % stages
-        s = max(prod, issue, ring[slot])
+        s = max(prod, ring[slot])
         prod = s + loads[u]
         c = max(cons, prod)
         cons = c + comps[u]
@@ -86,16 +90,15 @@ def _tile_loop_py(loads, comps, prod, cons, issue, ring, g, stages):
     return ls, le, cs, ce, prod, cons
 
 
-def _tile_loop_np(loads, comps, prod, cons, issue, ring, g, stages):
+def _tile_loop_np(loads, comps, prod, cons, ring, g, stages):
     """The same recurrence in max-plus form: cumulative maxima, iterated to the fixed point of the stage
     constraint (load u waits for compute u - stages).  Converges in a few rounds; falls back when not."""
     n = len(loads)
     loads, comps = np.asarray(loads, float), np.asarray(comps, float)
     cl = np.cumsum(loads)
     cc = np.cumsum(comps)
-    ready = np.full(n, float(issue))
-    first = np.asarray([ring[(g + u) % stages] for u in range(min(n, stages))])
-    ready[: len(first)] = np.maximum(ready[: len(first)], first)
+    ready = np.full(n, -np.inf)
+    ready[: min(n, stages)] = [ring[(g + u) % stages] for u in range(min(n, stages))]
     base = ready.copy()
     le = None
     for _ in range(64):
@@ -109,7 +112,7 @@ def _tile_loop_np(loads, comps, prod, cons, issue, ring, g, stages):
         ready = base.copy()
         ready[stages:] = np.maximum(base[stages:], ce[:-stages])
     else:
-        return _tile_loop_py(list(loads), list(comps), prod, cons, issue, ring, g, stages)
+        return _tile_loop_py(list(loads), list(comps), prod, cons, ring, g, stages)
     ls = le - loads
     cs = ce - comps
     for u in range(max(0, n - stages), n):
@@ -167,12 +170,11 @@ def run(instructions: np.ndarray, cost: CostModel | None = None, stages: int = 4
     waiters: dict[int, list[int]] = {}
     ev = [([], [], [], []) for _ in range(num_sms)]  # per SM: header, aux, start, end
     ptr = [0] * num_sms
-    ctrl = [0.0] * num_sms
-    prod = [0.0] * num_sms
-    cons = [0.0] * num_sms
+    prod = [0.0] * num_sms  # producer free
+    cons = [0.0] * num_sms  # consumer (and controller) free
+    qfree = [0.0] * num_sms  # the Q buffer frees when the previous partial starts its last tile
     gtile = [0] * num_sms
     rings = [[0.0] * stages for _ in range(num_sms)]
-    store_end = [[] for _ in range(num_sms)]
     ready = list(range(num_sms - 1, -1, -1))
     tile_cache: dict[tuple[int, int], tuple[list, list]] = {}
     while ready:
@@ -185,17 +187,14 @@ def run(instructions: np.ndarray, cost: CostModel | None = None, stages: int = 4
             if missing is not None:
                 waiters.setdefault(missing, []).append(sm)
                 break
-            ends = store_end[sm]
-            t = max(ctrl[sm], ends[j - 2] if j >= 2 else 0.0)  # at most one instruction ahead of the consumer
-            begin = t
+            begin = t = cons[sm]
             setup = noise.one(cost.setup_ns)
             H.append(_hdr(K.SETUP, R.CONTROLLER, j)); A.append(-1); S.append(t); E.append(t + setup)
             t += setup
             for i, s in enumerate(sems):
-                w_end = max(t, sem_time[s] + lat)
+                w_end = max(t, sem_time[s] + noise.one(lat))
                 H.append(_hdr(K.WAIT, R.CONTROLLER, j)); A.append(i); S.append(t); E.append(w_end)
                 t = w_end
-            ctrl[sm] = t
             if op == fmt.Opcode.PARTIAL:
                 key = (kv1 - kv0, rows)
                 if key not in tile_cache:
@@ -210,20 +209,20 @@ def run(instructions: np.ndarray, cost: CostModel | None = None, stages: int = 4
                     loads = (np.asarray(loads) * f[:n]).tolist()
                     comps = (np.asarray(comps) * f[n:]).tolist()
                 loop = _tile_loop_np if n > VECTOR_TILES else _tile_loop_py
-                ls, le, cs, ce, prod[sm], c_end = loop(loads, comps, prod[sm], cons[sm], t, rings[sm], gtile[sm], stages)
+                p0 = max(prod[sm], qfree[sm])
+                ls, le, cs, ce, prod[sm], c_end = loop(loads, comps, p0, t, rings[sm], gtile[sm], stages)
+                qfree[sm] = cs[-1]
                 gtile[sm] += n
                 hl, hc = _hdr(K.LOAD, R.PRODUCER, j), _hdr(K.COMPUTE, R.CONSUMER, j)
                 H.extend([hl] * n); A.extend(range(n)); S.extend(ls); E.extend(le)
                 H.extend([hc] * n); A.extend(range(n)); S.extend(cs); E.extend(ce)
             else:
-                c0 = max(cons[sm], t)
-                c_end = c0 + noise.one(float(cost.reduce_ns(len(sems), rows)))
-                H.append(_hdr(K.COMPUTE, R.CONSUMER, j)); A.append(-1); S.append(c0); E.append(c_end)
+                c_end = t + noise.one(float(cost.reduce_ns(len(sems), rows)))
+                H.append(_hdr(K.COMPUTE, R.CONSUMER, j)); A.append(-1); S.append(t); E.append(c_end)
             s_end = c_end + noise.one(float(cost.store_ns(rows, final)))
             H.append(_hdr(K.STORE, R.CONSUMER, j)); A.append(-1); S.append(c_end); E.append(s_end)
             H.append(_hdr(K.INSTRUCTION, R.CONTROLLER, j)); A.append(-1); S.append(begin); E.append(s_end)
             cons[sm] = s_end
-            ends.append(s_end)
             ptr[sm] += 1
             if sig >= 0:
                 sem_time[sig] = s_end

@@ -1,11 +1,11 @@
 """What both schedulers share: task-table construction, planned durations and a task-level timeline.
 
 The timeline (``evaluate``) runs a schedule on the cost model at task granularity, with the simulator's
-overlaps but none of its per-tile work: the controller sets up an instruction while the one before it
-computes (at most one ahead), a reduction's compute waits for its inputs' stores plus the semaphore
-latency, and a partial's loads start as soon as the producer is free, so back-to-back partials hide each
+overlaps but none of its per-tile work: each instruction's setup follows the previous one, a reduction's
+merge waits for its inputs' stores plus the semaphore latency, and a partial's loads start as soon as the
+producer is free and the previous partial has begun its last tile, so back-to-back partials hide each
 other's fill and store.  It is what the schedulers predict with and what the makespan scheduler's rollouts
-are compared on; ``mlaprof.sim`` gives the per-tile picture.
+are compared on; ``mlaprof.sim`` gives the per-tile picture (and the two agree closely).
 """
 
 from __future__ import annotations
@@ -59,9 +59,7 @@ def evaluate(op, kv_len, fanin, final, inputs, queues, rows: int, cost: CostMode
     done = [False] * n
     num_sms = len(queues)
     ptr = [0] * num_sms
-    ctrl, prod, cons = [0.0] * num_sms, [0.0] * num_sms, [0.0] * num_sms
-    prev2 = [0.0] * num_sms  # store end of the instruction two back: the controller runs at most one ahead
-    prev1 = [0.0] * num_sms
+    prod, cons, qfree = [0.0] * num_sms, [0.0] * num_sms, [0.0] * num_sms
     waiters: dict[int, list[int]] = {}
     ready = list(range(num_sms))
     while ready:
@@ -73,24 +71,23 @@ def evaluate(op, kv_len, fanin, final, inputs, queues, rows: int, cost: CostMode
             if blocker is not None:
                 waiters.setdefault(blocker, []).append(sm)
                 break
-            s0 = ctrl[sm] if ctrl[sm] > prev2[sm] else prev2[sm]
+            s0 = cons[sm]
             issue = s0 + setup
             for i in inputs[t]:
                 if end[i] + lat > issue:
                     issue = end[i] + lat
-            ctrl[sm] = issue
             if partial[t]:
-                ls = prod[sm] if prod[sm] > issue else issue
+                ls = prod[sm] if prod[sm] > qfree[sm] else qfree[sm]
                 le = ls + loads[t]
-                c0 = max(cons[sm], ls + first_load[t])
+                c0 = max(issue, ls + first_load[t])
                 ce = max(c0 + comps[t], le + last_comp[t])
                 prod[sm] = max(le, ce - ahead)  # stage buffers bound how far loads run ahead of compute
+                qfree[sm] = ce - last_comp[t]
             else:
-                ce = max(cons[sm], issue) + merge[t]
+                ce = issue + merge[t]
             e = ce + store[t]
             start[t], end[t] = s0, e
             cons[sm] = e
-            prev2[sm], prev1[sm] = prev1[sm], e
             done[t] = True
             ptr[sm] += 1
             ready.extend(waiters.pop(t, ()))
