@@ -21,7 +21,8 @@ constexpr int kTile = fmt::KV_TILE_TOKENS;
 constexpr int kRowPad = 8;                                // +16 B per smem row: ldmatrix rows land in distinct banks
 constexpr int kRowStride = fmt::HEAD_DIM_QK + kRowPad;    // bf16 elements per smem row of Q or KV
 constexpr int kRowBytes = fmt::HEAD_DIM_QK * 2;           // 1152 B: one token's latent KV (or one query row)
-constexpr int kSStride = kTile + 8;                       // fp32 scores row, padded against bank conflicts
+constexpr int kSStride = kTile + 4;                       // fp32 scores row: +16 B keeps float4 rows aligned
+constexpr int kSParts = 4;                                // split-K partial score buffers of 64 rows (or 8 of 32)
 constexpr int kPStride = kTile + 8;                       // bf16 probabilities row: 80 B keeps ldmatrix conflict-free
 constexpr int kConsumerBarrier = 1;                       // named barrier id for the consumer warps
 constexpr float kLog2e = 1.4426950408889634f;
@@ -32,7 +33,7 @@ constexpr float kLn2 = 0.6931471805599453f;
 struct alignas(128) Smem {
   bf16 q[fmt::MAX_ROWS][kRowStride];
   bf16 kv[kStages][kTile][kRowStride];
-  float s[fmt::MAX_ROWS][kSStride];
+  float s[kSParts * fmt::MAX_ROWS * kSStride];  // split-K partial scores, summed by the softmax
   bf16 p[fmt::MAX_ROWS][kPStride];
   float row_a[fmt::MAX_ROWS];                 // per tile: rescale factor; after the last tile: 1 / row sum
   float row_b[fmt::MAX_ROWS];                 // after the last tile: natural-log LSE
@@ -42,6 +43,8 @@ struct alignas(128) Smem {
   int abort;                                   // consumers gave up: the producer stops too
   int flag;                                    // consumer leader -> consumer warps broadcast
 };
+
+static_assert(sizeof(Smem) <= 227 * 1024, "an H100 block has at most 227 KB of shared memory");
 
 // A ring position: stage index and the mbarrier phase bit it is on.
 struct Ring {

@@ -75,7 +75,7 @@ __global__ void __launch_bounds__(kThreads, 1) interpreter_kernel(const __grid_c
     ptx::setmaxnreg_inc<kConsumerRegs>();
     for (int i = 0; i < g.max_instr; ++i) {
       const int* w = list + i * fmt::WORDS_PER_INSTRUCTION;
-      const unsigned long long t_begin = rec.now();
+      const unsigned long long t_begin = c.leader ? rec.now() : 0;
       const int opcode = __ldg(w + fmt::W_OPCODE);
       if (opcode == fmt::OP_END) break;
       const Instr in = Instr::load(w);

@@ -78,14 +78,21 @@ struct PartialOp {
     const int len = __ldg(g.seqlens + in.seq);
     const int tiles = num_tiles(in);
 
-    // Phase-3 ownership: warp -> (row block, 64*RB output columns).
-    constexpr int kCols = 64 * RB;
+    // Phase-1 split: 64 rows -> 2 row groups x 4 K slices; 16 or 32 rows -> 1 row group x 8 K slices.
+    constexpr int kRowGroups = RB == 4 ? 4 : 1;
+    constexpr int kKSplit = kConsumerWarps / kRowGroups;
+    constexpr int kRBW = RB / kRowGroups;  // row blocks per warp in phase 1
+    constexpr int kKSteps = fmt::HEAD_DIM_QK / 16;
+    static_assert(kKSplit * RB * 16 <= kSParts * fmt::MAX_ROWS, "split-K score buffers do not fit");
+    // Phase-3 ownership: warp -> 64 output columns of all RB row blocks.
+    constexpr int kCols = fmt::HEAD_DIM_V / kConsumerWarps;
     constexpr int kNT = kCols / 8;
-    const int o_rb = cw % RB;
-    const int o_col0 = (cw / RB) * kCols;
-    float o[kNT][4];
+    const int o_col0 = cw * kCols;
+    float o[RB][kNT][4];
 #pragma unroll
-    for (int n = 0; n < kNT; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
+    for (int i = 0; i < RB; ++i)
+#pragma unroll
+      for (int n = 0; n < kNT; ++n) o[i][n][0] = o[i][n][1] = o[i][n][2] = o[i][n][3] = 0.f;
 
     // Phase-2 ownership: 4 threads per query row, 8 tokens each; the row's running max/sum stay in registers.
     const int sm_row = c.ctid >> 2, sm_part = c.ctid & 3;
@@ -103,43 +110,47 @@ struct PartialOp {
       ptx::mbar_wait(&s.full[stage], c.ring.phase);
       unsigned long long t0 = 0;
       if constexpr (T) {
-        t0 = c.rec.now();
-        if (c.leader) c.record_load(instr, t, s.issue_ts[stage], t0);
+        if (c.leader) {
+          t0 = c.rec.now();
+          c.record_load(instr, t, s.issue_ts[stage], t0);
+        }
       }
       const bf16(*kv)[kRowStride] = s.kv[stage];
 
-      // ---- phase 1: S = Q K^T for (row block, 8-token block) units
-      if constexpr (RB == 4) {
-        const int rb = cw >> 1, tb = (cw & 1) * 2;  // two 8-token blocks: one x4 ldmatrix feeds both
-        float acc[2][4] = {};
-#pragma unroll 4
-        for (int ks = 0; ks < fmt::HEAD_DIM_QK / 16; ++ks) {
-          uint32_t a[4], b[4];
-          ptx::ldsm_x4(a, &s.q[rb * 16 + (lane & 15)][ks * 16 + (lane >> 4) * 8]);
-          ptx::ldsm_x4(b, &kv[tb * 8 + (lane >> 4) * 8 + (lane & 7)][ks * 16 + ((lane >> 3) & 1) * 8]);
-          ptx::mma_bf16(acc[0], a, b[0], b[1]);
-          ptx::mma_bf16(acc[1], a, b[2], b[3]);
-        }
+      // ---- phase 1: S = Q K^T, split over K (head dim) so Q and K are each read from smem only 1-2 times:
+      // warp -> (row group of kRowsW rows, K slice kq); every warp covers all 32 tokens of the tile.
+      {
+        const int rg = cw / kKSplit, kq = cw % kKSplit;
+        // K slices of kKSteps / kKSplit steps, rounded up; a compile-time trip count lets the compiler
+        // unroll and load the next step's fragments while the current step's mma run.
+        constexpr int kMaxSteps = (kKSteps + kKSplit - 1) / kKSplit;
+        const int k0 = kq * kKSteps / kKSplit, k1 = (kq + 1) * kKSteps / kKSplit;
+        float acc[kRBW][4][4] = {};
 #pragma unroll
-        for (int j = 0; j < 2; ++j) {
-          float* dst0 = &s.s[rb * 16 + grp][(tb + j) * 8 + quad * 2];
-          float* dst1 = &s.s[rb * 16 + grp + 8][(tb + j) * 8 + quad * 2];
-          *reinterpret_cast<float2*>(dst0) = make_float2(acc[j][0], acc[j][1]);
-          *reinterpret_cast<float2*>(dst1) = make_float2(acc[j][2], acc[j][3]);
+        for (int j = 0; j < kMaxSteps; ++j) {
+          const int ks = k0 + j;
+          if (kKSteps % kKSplit != 0 && ks >= k1) break;
+          uint32_t a[kRBW][4], b[2][4];
+#pragma unroll
+          for (int i = 0; i < kRBW; ++i)
+            ptx::ldsm_x4(a[i], &s.q[(rg * kRBW + i) * 16 + (lane & 15)][ks * 16 + (lane >> 4) * 8]);
+#pragma unroll
+          for (int jj = 0; jj < 2; ++jj)
+            ptx::ldsm_x4(b[jj], &kv[jj * 16 + (lane >> 4) * 8 + (lane & 7)][ks * 16 + ((lane >> 3) & 1) * 8]);
+#pragma unroll
+          for (int i = 0; i < kRBW; ++i)
+#pragma unroll
+            for (int n = 0; n < 4; ++n) ptx::mma_bf16(acc[i][n], a[i], b[n >> 1][(n & 1) * 2], b[n >> 1][(n & 1) * 2 + 1]);
         }
-      } else {
-        if (cw < RB * 4) {
-          const int rb = cw >> 2, tb = cw & 3;
-          float acc[4] = {};
-#pragma unroll 4
-          for (int ks = 0; ks < fmt::HEAD_DIM_QK / 16; ++ks) {
-            uint32_t a[4], b[2];
-            ptx::ldsm_x4(a, &s.q[rb * 16 + (lane & 15)][ks * 16 + (lane >> 4) * 8]);
-            ptx::ldsm_x2(b, &kv[tb * 8 + (lane & 7)][ks * 16 + ((lane >> 3) & 1) * 8]);
-            ptx::mma_bf16(acc, a, b[0], b[1]);
+        float* part = s.s + kq * (RB * 16) * kSStride;
+#pragma unroll
+        for (int i = 0; i < kRBW; ++i) {
+          const int r = (rg * kRBW + i) * 16 + grp;
+#pragma unroll
+          for (int n = 0; n < 4; ++n) {
+            *reinterpret_cast<float2*>(part + r * kSStride + n * 8 + quad * 2) = make_float2(acc[i][n][0], acc[i][n][1]);
+            *reinterpret_cast<float2*>(part + (r + 8) * kSStride + n * 8 + quad * 2) = make_float2(acc[i][n][2], acc[i][n][3]);
           }
-          *reinterpret_cast<float2*>(&s.s[rb * 16 + grp][tb * 8 + quad * 2]) = make_float2(acc[0], acc[1]);
-          *reinterpret_cast<float2*>(&s.s[rb * 16 + grp + 8][tb * 8 + quad * 2]) = make_float2(acc[2], acc[3]);
         }
       }
       c.consumer_sync();
@@ -155,7 +166,10 @@ struct PartialOp {
         for (int j = 0; j < 8; ++j) {
           const int pos = tok0 + j;
           const bool vis = row_live && pos < in.kv_end && pos <= sm_tok_limit;
-          p[j] = vis ? s.s[sm_row][sm_part * 8 + j] * g.scale_log2 : -INFINITY;
+          float sc = 0.f;
+#pragma unroll
+          for (int kq = 0; kq < kKSplit; ++kq) sc += s.s[(kq * (RB * 16) + (row_live ? sm_row : 0)) * kSStride + sm_part * 8 + j];
+          p[j] = vis ? sc * g.scale_log2 : -INFINITY;
           mx = fmaxf(mx, p[j]);
         }
         mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 1));
@@ -180,26 +194,33 @@ struct PartialOp {
       }
       c.consumer_sync();
 
-      // ---- phase 3: O = O * alpha + P V
+      // ---- phase 3: O = O * alpha + P V; warp -> 64 output columns of every row, so V is read once.
       {
-        const float a_lo = s.row_a[o_rb * 16 + grp], a_hi = s.row_a[o_rb * 16 + grp + 8];
 #pragma unroll
-        for (int n = 0; n < kNT; ++n) {
-          o[n][0] *= a_lo;
-          o[n][1] *= a_lo;
-          o[n][2] *= a_hi;
-          o[n][3] *= a_hi;
+        for (int i = 0; i < RB; ++i) {
+          const float a_lo = s.row_a[i * 16 + grp], a_hi = s.row_a[i * 16 + grp + 8];
+#pragma unroll
+          for (int n = 0; n < kNT; ++n) {
+            o[i][n][0] *= a_lo;
+            o[i][n][1] *= a_lo;
+            o[i][n][2] *= a_hi;
+            o[i][n][3] *= a_hi;
+          }
         }
 #pragma unroll
         for (int ks = 0; ks < kTile / 16; ++ks) {
-          uint32_t pa[4];
-          ptx::ldsm_x4(pa, &s.p[o_rb * 16 + (lane & 15)][ks * 16 + (lane >> 4) * 8]);
+          uint32_t pa[RB][4];
+#pragma unroll
+          for (int i = 0; i < RB; ++i) ptx::ldsm_x4(pa[i], &s.p[i * 16 + (lane & 15)][ks * 16 + (lane >> 4) * 8]);
 #pragma unroll
           for (int np = 0; np < kNT / 2; ++np) {
             uint32_t b[4];
             ptx::ldsm_x4_trans(b, &kv[ks * 16 + (lane & 7) + ((lane >> 3) & 1) * 8][o_col0 + np * 16 + (lane >> 4) * 8]);
-            ptx::mma_bf16(o[2 * np], pa, b[0], b[1]);
-            ptx::mma_bf16(o[2 * np + 1], pa, b[2], b[3]);
+#pragma unroll
+            for (int i = 0; i < RB; ++i) {
+              ptx::mma_bf16(o[i][2 * np], pa[i], b[0], b[1]);
+              ptx::mma_bf16(o[i][2 * np + 1], pa[i], b[2], b[3]);
+            }
           }
         }
       }
@@ -213,7 +234,9 @@ struct PartialOp {
 
     // ---- epilogue: normalise and store
     unsigned long long t_store = 0;
-    if constexpr (T) t_store = c.rec.now();
+    if constexpr (T) {
+      if (c.leader) t_store = c.rec.now();
+    }
     if (sm_part == 0 && sm_row < rows) {
       const bool empty_row = l_run == 0.f;  // every position of this range is masked for this row
       const float lse = empty_row ? -INFINITY : (m_run + log2f(l_run)) * kLn2;
@@ -223,24 +246,26 @@ struct PartialOp {
     }
     c.consumer_sync();
 #pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      const int r = o_rb * 16 + grp + half * 8;
-      if (r >= rows) continue;
-      const float inv = s.row_a[r];
-      if (in.out_slot == fmt::NO_SLOT) {
-        bf16* dst = g.out + in.out_row(g, r) * fmt::HEAD_DIM_V + o_col0 + quad * 2;
+    for (int i = 0; i < RB; ++i) {
 #pragma unroll
-        for (int n = 0; n < kNT; ++n)
-          *reinterpret_cast<uint32_t*>(dst + n * 8) = ptx::pack_bf16(o[n][half * 2] * inv, o[n][half * 2 + 1] * inv);
-      } else {
-        float* dst = g.scratch_o + in.slot_row(in.out_slot, r) * fmt::HEAD_DIM_V + o_col0 + quad * 2;
+      for (int half = 0; half < 2; ++half) {
+        const int r = i * 16 + grp + half * 8;
+        if (r >= rows) continue;
+        const float inv = s.row_a[r];
+        if (in.out_slot == fmt::NO_SLOT) {
+          bf16* dst = g.out + in.out_row(g, r) * fmt::HEAD_DIM_V + o_col0 + quad * 2;
 #pragma unroll
-        for (int n = 0; n < kNT; ++n)
-          __stcg(reinterpret_cast<float2*>(dst + n * 8), make_float2(o[n][half * 2] * inv, o[n][half * 2 + 1] * inv));
+          for (int n = 0; n < kNT; ++n)
+            *reinterpret_cast<uint32_t*>(dst + n * 8) = ptx::pack_bf16(o[i][n][half * 2] * inv, o[i][n][half * 2 + 1] * inv);
+        } else {
+          float* dst = g.scratch_o + in.slot_row(in.out_slot, r) * fmt::HEAD_DIM_V + o_col0 + quad * 2;
+#pragma unroll
+          for (int n = 0; n < kNT; ++n)
+            __stcg(reinterpret_cast<float2*>(dst + n * 8), make_float2(o[i][n][half * 2] * inv, o[i][n][half * 2 + 1] * inv));
+        }
       }
     }
-    if (in.signal_sem != fmt::NO_SEM) __threadfence();
-    c.consumer_sync();
+    c.consumer_sync();  // every thread's stores precede the leader's gpu-scope release (cf. grid sync)
     if (c.leader && in.signal_sem != fmt::NO_SEM) semaphore_signal(g.sems + in.signal_sem);
     if constexpr (T) {
       if (c.leader) c.rec.record(fmt::KIND_STORE, fmt::ROLE_CONSUMER, instr, -1, t_store, c.rec.now());

@@ -10,7 +10,7 @@ struct ReductionOp {
   static constexpr int kOpcode = fmt::OP_REDUCTION;
   static constexpr int kVec = 4;  // floats per 16-byte access
   static constexpr int kVecsPerRow = fmt::HEAD_DIM_V / kVec;
-  static constexpr int kBatch = 2;  // row-chunks whose loads are issued together: more bytes in flight
+  static constexpr int kBatch = 2;  // row-chunks whose loads are issued together (4 spills registers)
 
   __device__ static bool operands_ok(const Globals& g, const Instr& in) {
     if (!in.common_ok(g) || in.num_inputs < 1 || in.num_inputs > fmt::MAX_FANIN) return false;
@@ -49,7 +49,9 @@ struct ReductionOp {
     if (!c.consumer_barrier_and(ok)) return false;
 
     unsigned long long t_compute = 0;
-    if constexpr (T) t_compute = c.rec.now();
+    if constexpr (T) {
+      if (c.leader) t_compute = c.rec.now();
+    }
     // Weights per row: w_i = exp(lse_i - lse_max) / sum_j exp(lse_j - lse_max).
     if (c.ctid < rows) {
       const int r = c.ctid;
@@ -114,11 +116,12 @@ struct ReductionOp {
     }
     unsigned long long t_store = 0;
     if constexpr (T) {
-      t_store = c.rec.now();
-      if (c.leader) c.rec.record(fmt::KIND_COMPUTE, fmt::ROLE_CONSUMER, instr, -1, t_compute, t_store);
+      if (c.leader) {
+        t_store = c.rec.now();
+        c.rec.record(fmt::KIND_COMPUTE, fmt::ROLE_CONSUMER, instr, -1, t_compute, t_store);
+      }
     }
-    if (in.signal_sem != fmt::NO_SEM) __threadfence();
-    c.consumer_sync();
+    c.consumer_sync();  // every thread's stores precede the leader's gpu-scope release (cf. grid sync)
     if (c.leader && in.signal_sem != fmt::NO_SEM) semaphore_signal(g.sems + in.signal_sem);
     if constexpr (T) {
       if (c.leader) c.rec.record(fmt::KIND_STORE, fmt::ROLE_CONSUMER, instr, -1, t_store, c.rec.now());
