@@ -17,12 +17,10 @@ _DIR = Path(tempfile.mkdtemp(prefix="mlaprof-simulated-"))
 @functools.lru_cache(maxsize=None)
 def simulated(workload: str, scheduler: str, num_sms: int = 132, jitter: float = 0.0, seed: int = 0) -> Trace:
     from mlaprof import workloads
+    from mlaprof.schedule import make_schedule
     from mlaprof.schedule.encode import encode
-    from mlaprof.schedule.makespan import makespan_schedule
-    from mlaprof.schedule.static import static_schedule
     from mlaprof.sim import simulate
 
-    make = {"static": static_schedule, "makespan": makespan_schedule}[scheduler]
-    t = simulate(encode(make(workloads.get(workload), num_sms)), jitter=jitter, seed=seed)
+    t = simulate(encode(make_schedule(workloads.get(workload), num_sms, scheduler)), jitter=jitter, seed=seed)
     path = _DIR / f"{workload}-{scheduler}-{num_sms}-{jitter}-{seed}.arrow"
     return read_trace(write_trace(path, t.table, t.meta))
