@@ -103,13 +103,14 @@ struct Ctx {
 
 // Operands of one instruction, decoded once per role.
 struct Instr {
-  int task, seq, q_start, q_count, kv_start, kv_end, out_slot, signal_sem, num_inputs;
+  int task, seq, q_start, q_count, kv_start, kv_end, out_slot, signal_sem, num_inputs, signal_count;
   const int* words;
   __device__ static Instr load(const int* w) {
     using namespace fmt;
     return Instr{__ldg(w + W_TASK),  __ldg(w + W_SEQ),      __ldg(w + W_Q_START),
                  __ldg(w + W_Q_COUNT), __ldg(w + W_KV_START), __ldg(w + W_KV_END),
-                 __ldg(w + W_OUT_SLOT), __ldg(w + W_SIGNAL_SEM), __ldg(w + W_NUM_INPUTS), w};
+                 __ldg(w + W_OUT_SLOT), __ldg(w + W_SIGNAL_SEM), __ldg(w + W_NUM_INPUTS),
+                 __ldg(w + W_SIGNAL_COUNT), w};
   }
   __device__ int rows() const { return q_count * fmt::NUM_HEADS_Q; }
   // Output row of local row r: in the output tensor, or in the scratch slot (absolute query token).

@@ -1,6 +1,7 @@
-// Dependencies between SMs: a writer release-stores 1 into its semaphore after its stores; its one reader
-// spins (acquire, with back-off) until it sees 1, then stores 0 back, so every launch (CUDA-graph replays
-// included) starts from zeroed semaphores without a host-side reset; the host resets only after an error. A wait past WAIT_TIMEOUT_NS, or another SM's abort, ends the kernel with
+// Dependencies between SMs: a writer release-stores the number of its readers into its semaphore after its
+// stores; each reader spins (acquire, with back-off) until the value is nonzero, then takes one count back.
+// The last reader leaves 0, so every launch (CUDA-graph replays included) starts from zeroed semaphores
+// without a host-side reset; the host resets only after an error. A wait past WAIT_TIMEOUT_NS, or another SM's abort, ends the kernel with
 // an error code in the status tensor instead of hanging the GPU.
 #pragma once
 #include "format.h"
@@ -26,7 +27,7 @@ constexpr int kSpinSleepMaxNs = 1024;  // cap: keeps wake-up latency ~1 us while
 // Returns false (after recording the error) when the wait timed out or the kernel is aborting.
 __device__ inline bool semaphore_wait(int* sem, const KernelStatus& st, int instr, int sem_index) {
   if (ptx::ld_acquire(sem) != 0) {
-    *sem = 0;
+    atomicSub(sem, 1);
     return true;
   }
   const uint64_t t0 = ptx::globaltimer();
@@ -40,13 +41,13 @@ __device__ inline bool semaphore_wait(int* sem, const KernelStatus& st, int inst
     __nanosleep(sleep_ns);
     sleep_ns = min(sleep_ns * 2, kSpinSleepMaxNs);
   }
-  *sem = 0;  // consumed: this launch has no other reader, the next one finds it zeroed
+  atomicSub(sem, 1);  // consumed; the last reader leaves 0 for the next launch
   return true;
 }
 
-__device__ inline void semaphore_signal(int* sem) {
+__device__ inline void semaphore_signal(int* sem, int readers) {
   __threadfence();
-  ptx::st_release(sem, 1);
+  ptx::st_release(sem, readers > 0 ? readers : 1);
 }
 
 }  // namespace mlaprof

@@ -61,10 +61,11 @@ class Word(enum.IntEnum):
     NUM_INPUTS = 9  # reduction fan-in (0 for partial)
     INPUT_SLOTS = 10  # MAX_FANIN words: scratch slots read by a reduction
     INPUT_SEMS = INPUT_SLOTS + MAX_FANIN  # MAX_FANIN words: the semaphore each input waits on
-    RESERVED = INPUT_SEMS + MAX_FANIN  # 2 words kept zero, room for a new op's operands
+    SIGNAL_COUNT = INPUT_SEMS + MAX_FANIN  # readers of SIGNAL_SEM (0 means 1): each takes one count back
+    RESERVED = SIGNAL_COUNT + 1  # 1 word kept zero, room for a new op's operand
 
 
-assert Word.RESERVED + 2 == WORDS_PER_INSTRUCTION
+assert Word.RESERVED + 1 == WORDS_PER_INSTRUCTION
 
 NO_SLOT = -1
 NO_SEM = -1

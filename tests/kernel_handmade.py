@@ -21,7 +21,9 @@ def _row(**words) -> np.ndarray:
     return row
 
 
-def handmade(w: Workload, num_sms: int, splits: list[int]) -> tuple[np.ndarray, int, int]:
+def handmade(w: Workload, num_sms: int, splits: list[int], per_token: bool = False) -> tuple[np.ndarray, int, int]:
+    """With ``per_token`` each split sequence gets one reduction per query token (16 rows each), all reading
+    the same partials: one semaphore with s_q readers."""
     queues: list[list[np.ndarray]] = [[] for _ in range(num_sms)]
     reductions: list[tuple[int, np.ndarray]] = []
     sm = slot = sem = task = 0
@@ -34,6 +36,7 @@ def handmade(w: Workload, num_sms: int, splits: list[int]) -> tuple[np.ndarray, 
             queues[sm % num_sms].append(_row(
                 opcode=fmt.Opcode.PARTIAL, task=task, seq=seq, q_start=0, q_count=w.s_q, kv_start=lo, kv_end=hi,
                 out_slot=fmt.NO_SLOT if final else slot, signal_sem=fmt.NO_SEM if final else sem,
+                signal_count=0 if final else (w.s_q if per_token else 1),
             ))
             if not final:
                 inputs.append((slot, sem))
@@ -41,8 +44,8 @@ def handmade(w: Workload, num_sms: int, splits: list[int]) -> tuple[np.ndarray, 
                 sem += 1
             sm += 1
             task += 1
-        if inputs:
-            row = _row(opcode=fmt.Opcode.REDUCTION, task=task, seq=seq, q_start=0, q_count=w.s_q, kv_start=0,
+        for q_start, q_count in ([(q, 1) for q in range(w.s_q)] if per_token else [(0, w.s_q)]) if inputs else []:
+            row = _row(opcode=fmt.Opcode.REDUCTION, task=task, seq=seq, q_start=q_start, q_count=q_count, kv_start=0,
                        kv_end=length, out_slot=fmt.NO_SLOT, signal_sem=fmt.NO_SEM, num_inputs=len(inputs))
             for i, (s_, m_) in enumerate(inputs):
                 row[W.INPUT_SLOTS + i] = s_

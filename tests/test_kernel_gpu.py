@@ -63,6 +63,18 @@ def test_matches_reference(lens, s_q, splits, shuffle):
     _check(mk, t)
 
 
+@pytest.mark.parametrize("s_q", [2, 4])
+def test_per_token_reductions_share_a_semaphore(s_q):
+    w = Workload("t", (5000, 129), s_q)
+    ins, slots, sems = handmade(w, 12, [5, 2], per_token=True)
+    mk, t = _run(w, ins, slots, sems, seed=11)
+    _check(mk, t)
+    for _ in range(3):  # every reader takes its count back: the next launch starts from zero
+        mk.run()
+        _check(mk, t)
+    assert int(mk.sems.abs().sum()) == 0
+
+
 def test_timing_on_and_off_give_identical_output():
     w = Workload("t", (3000, 777, 65), 4)
     ins, slots, sems = handmade(w, 6, [3, 2, 1])

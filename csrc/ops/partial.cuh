@@ -266,7 +266,7 @@ struct PartialOp {
       }
     }
     c.consumer_sync();  // every thread's stores precede the leader's gpu-scope release (cf. grid sync)
-    if (c.leader && in.signal_sem != fmt::NO_SEM) semaphore_signal(g.sems + in.signal_sem);
+    if (c.leader && in.signal_sem != fmt::NO_SEM) semaphore_signal(g.sems + in.signal_sem, in.signal_count);
     if constexpr (T) {
       if (c.leader) c.rec.record(fmt::KIND_STORE, fmt::ROLE_CONSUMER, instr, -1, t_store, c.rec.now());
     }
