@@ -178,3 +178,21 @@ def test_simulated_same_schedule_with_jitter_matches_every_op():
     assert d.ops["dur_delta_us"]["max_abs"] > 0
     top = d.op_changes[0]
     assert abs(top.dur_delta_us) == d.ops["dur_delta_us"]["max_abs"]
+
+
+def test_cli_output_into_a_closed_pipe_is_quiet(ab):
+    """`mlaprof diff A B | head`: the reader left; no traceback, exit status 141 (as SIGPIPE would give)."""
+    import os
+    import subprocess
+    import sys
+
+    a, b = ab
+    r, w = os.pipe()
+    os.close(r)  # the reader is gone before the first write, so every write fails
+    try:
+        p = subprocess.run([sys.executable, "-m", "mlaprof", "diff", str(a.path), str(b.path)], stdout=w,
+                           stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(w)
+    assert p.stderr == ""
+    assert p.returncode == 141

@@ -5,13 +5,16 @@ These tie analysis, diff and export to the traces users actually get; the hand-b
 
 from __future__ import annotations
 
+import atexit
 import functools
+import shutil
 import tempfile
 from pathlib import Path
 
 from mlaprof.trace.io import Trace, read_trace, write_trace
 
 _DIR = Path(tempfile.mkdtemp(prefix="mlaprof-simulated-"))
+atexit.register(shutil.rmtree, _DIR, ignore_errors=True)
 
 
 @functools.lru_cache(maxsize=None)
