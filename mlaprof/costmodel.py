@@ -71,22 +71,25 @@ class CostModel:
 
     # ---- whole instructions, as the schedulers plan them (no overlap with neighbours) ----------------------
     def partial_ns(self, tokens, rows: int, final):
-        """Setup, a pipelined tile loop (first load, then per tile the slower of the next load and this compute,
-        then the last compute) and the store.  Vectorised over ``tokens`` / ``final``."""
+        """Alone on an SM: the controller's setup alongside the first tile's load, then per tile the slower
+        of the next load and this compute, the last compute, and the store.  Vectorised over ``tokens`` and
+        ``final``."""
         tokens = np.asarray(tokens, dtype=np.int64)
         n = np.maximum(1, -(-tokens // KV_TILE_TOKENS))
         last = tokens - KV_TILE_TOKENS * (n - 1)
         lf, cf = self.load_ns(KV_TILE_TOKENS), self.compute_ns(KV_TILE_TOKENS, rows)
         ll, cl = self.load_ns(last), self.compute_ns(last, rows)
-        body = np.where(n == 1, ll + cl, lf + (n - 2).clip(0) * max(lf, cf) + np.maximum(ll, cf) + cl)
-        return self.setup_ns + body + self.store_ns(rows, final)
+        first = np.maximum(self.setup_ns, np.where(n == 1, ll, lf))
+        body = np.where(n == 1, first + cl, first + (n - 2).clip(0) * max(lf, cf) + np.maximum(ll, cf) + cl)
+        return body + self.store_ns(rows, final)
 
     def partial_linear(self, rows: int, final: bool) -> tuple[float, float]:
-        """(fixed ns, ns per full KV tile) of a partial: the affine form the makespan scheduler packs with."""
+        """(fixed ns, ns per full KV tile) of a partial alone on an SM: the affine form the makespan scheduler
+        packs with (exact for whole tiles)."""
         full = KV_TILE_TOKENS
         load, comp = float(self.load_ns(full)), float(self.compute_ns(full, rows))
         per_tile = max(load, comp)
-        fixed = self.setup_ns + min(load, comp) + float(self.store_ns(rows, final))
+        fixed = max(self.setup_ns, load) - per_tile + comp + float(self.store_ns(rows, final))
         return fixed, per_tile
 
     def reduction_ns(self, fanin, rows: int, final):
@@ -128,6 +131,8 @@ class CostModel:
             raise CostModelError(f"{path}: no such cost model file") from None
         except json.JSONDecodeError as e:
             raise CostModelError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+        except (UnicodeDecodeError, OSError) as e:
+            raise CostModelError(f"{path}: not a readable JSON text file ({type(e).__name__})") from None
         if not isinstance(obj, dict):
             raise CostModelError(f"{path}: a cost model is a JSON object of named constants")
         return cls.from_json(obj)
@@ -178,8 +183,13 @@ def _affine(x: np.ndarray, y: np.ndarray, slope0: float) -> tuple[float, float, 
     if len(x) >= 2 and np.ptp(x) > 1e-6 * max(1.0, float(np.abs(x).mean())):
         xm, ym = x.mean(), y.mean()
         b = float(((x - xm) * (y - ym)).sum() / ((x - xm) ** 2).sum())
-        return float(ym - b * xm), b, True
-    return float((y - slope0 * x).mean()), slope0, False
+        a = float(ym - b * xm)
+        if a < 0:  # durations cannot have a negative fixed part: refit through the origin
+            return 0.0, max(0.0, float((x * y).sum() / (x * x).sum())), True
+        if b < 0:  # nor shrink with size: a constant fits better
+            return float(ym), 0.0, True
+        return a, b, True
+    return max(0.0, float((y - slope0 * x).mean())), slope0, False
 
 
 def span_samples(trace) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -198,9 +208,8 @@ def span_samples(trace) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     partial, reduction = opcode == fmt.Opcode.PARTIAL, opcode == fmt.Opcode.REDUCTION
     out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     tile_tok = np.clip(kv_len - aux * KV_TILE_TOKENS, 1, KV_TILE_TOKENS)
-    m = (kind == fmt.Kind.LOAD) & partial
-    out["load"] = (tile_tok[m] * KV_TOKEN_BYTES * 1.0, dur[m])
-    m = (kind == fmt.Kind.COMPUTE) & partial
+    out["load"] = _load_samples(trace, kind, partial, aux, tile_tok, start, end, dur)
+    m = (kind == fmt.Kind.COMPUTE) & partial & (aux >= 0)
     out["compute"] = (tile_tok[m] * rows[m] * 1.0, dur[m])  # flops need row_granule: applied by the caller
     out["compute_rows"] = (rows[m], tile_tok[m])
     # a reduction's fan-in: its WAIT spans, one per input
@@ -221,6 +230,32 @@ def span_samples(trace) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     blocked = (produced >= 0) & (start[m] < produced)
     out["latency"] = (np.zeros(int(blocked.sum())), (end[m][blocked] - produced[blocked]).astype(float))
     return out
+
+
+def _load_samples(trace, kind, partial, aux, tile_tok, start, end, dur):
+    """(tile bytes, ns) per KV tile load.  Where loads run one after another on an SM (the simulator), a
+    LOAD span is the tile's time at that SM's share of bandwidth: use the spans.  Where several are in
+    flight at once (the GPU), a span runs from issue to arrival and includes queueing; there, where the
+    consumer sat idle waiting for two tiles in a row, the gap between their compute starts is the tile
+    time: use those gaps (or the spans, if the trace is compute-bound and has too few)."""
+    sm = trace.col("sm").astype(np.int64)
+    instr = trace.col("instr").astype(np.int64)
+    ld = np.flatnonzero((kind == fmt.Kind.LOAD) & partial & (aux >= 0))
+    ld_sorted = ld[np.lexsort((start[ld], sm[ld]))]
+    same_sm = sm[ld_sorted][1:] == sm[ld_sorted][:-1]
+    overlapping = same_sm & (start[ld_sorted][1:] < end[ld_sorted][:-1])
+    if overlapping.sum() <= 0.05 * max(1, same_sm.sum()):
+        return tile_tok[ld] * KV_TOKEN_BYTES * 1.0, dur[ld]
+    m = np.flatnonzero((kind == fmt.Kind.COMPUTE) & partial & (aux >= 0))
+    m = m[np.lexsort((aux[m], instr[m], sm[m]))]
+    same = (sm[m][1:] == sm[m][:-1]) & (instr[m][1:] == instr[m][:-1]) & (aux[m][1:] == aux[m][:-1] + 1)
+    stalled = np.zeros(len(m), dtype=bool)
+    stalled[1:] = same & (start[m][1:] > end[m][:-1])  # idle before this tile: it had not landed
+    pair = np.flatnonzero(stalled[1:] & stalled[:-1] & same) + 1  # tiles u and u-1 both waited
+    if len(pair) >= 20:
+        gap = (start[m][pair] - start[m][pair - 1]).astype(float)
+        return tile_tok[m][pair] * KV_TOKEN_BYTES * 1.0, gap
+    return tile_tok[ld] * KV_TOKEN_BYTES * 1.0, dur[ld]
 
 
 def fit_with_report(traces, base: CostModel | None = None) -> tuple[CostModel, dict]:
@@ -244,7 +279,7 @@ def fit_with_report(traces, base: CostModel | None = None) -> tuple[CostModel, d
             report["kinds"][kind] = {"n": 0, "note": "no spans of this kind: kept the prior constants"}
             continue
         a, b, slope_fitted = _affine(x, y, values[b_name])
-        values[a_name], values[b_name] = max(a, 0.0), max(b, 0.0)
+        values[a_name], values[b_name] = a, b
         resid = y - (values[a_name] + values[b_name] * x)
         report["kinds"][kind] = _residual(y, resid, slope_fitted)
     for kind, name in (("setup", "setup_ns"), ("latency", "sem_latency_ns")):

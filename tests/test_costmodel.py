@@ -1,0 +1,93 @@
+"""Cost model: span formulas, JSON, and recovering known constants from noisy simulated traces."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+
+from mlaprof.cli.main import main
+from mlaprof.costmodel import CostModel, CostModelError, FITTED, fit, fit_with_report, tile_tokens
+from mlaprof.schedule import make_schedule
+from mlaprof.schedule.encode import encode
+from mlaprof.sim import simulate
+from mlaprof.trace.io import write_trace
+from mlaprof.workloads import Workload
+
+TRUE = CostModel(setup_ns=420, load_base_ns=150, load_byte_ns=0.05, compute_base_ns=220, compute_flop_ns=2.2e-4,
+                 reduce_base_ns=380, reduce_byte_ns=0.0075, store_base_ns=260, store_byte_ns=0.011,
+                 sem_latency_ns=1300)
+
+
+def test_partial_time_is_the_pipelined_tile_loop():
+    c = CostModel()
+    for tokens in (1, 31, 32, 33, 100, 416, 4641):
+        for rows in (16, 64):
+            t = tile_tokens(tokens)
+            L, C = c.load_ns(t), c.compute_ns(t, rows)
+            loop = max(c.setup_ns, L[0]) + np.maximum(L[1:], C[:-1]).sum() + C[-1]  # setup beside the first load
+            assert np.isclose(c.partial_ns(tokens, rows, False), loop + c.store_ns(rows, False))
+    fixed, per_tile = c.partial_linear(64, False)
+    assert np.isclose(c.partial_ns(32 * 10, 64, False), fixed + 10 * per_tile)
+    # rows pad to wgmma's M of 64: 16 rows cost what 64 do on the tensor cores
+    assert c.compute_ns(32, 16) == c.compute_ns(32, 64)
+    assert c.reduction_ns(6, 64, False) > c.reduction_ns(2, 64, False) > c.reduction_ns(2, 64, True)
+
+
+def test_json_round_trip_and_refusals(tmp_path):
+    path = TRUE.save(tmp_path / "c.json", {"note": "kept"})
+    assert CostModel.load(path) == TRUE
+    assert json.loads(path.read_text())["fit"] == {"note": "kept"}
+    (tmp_path / "bad.json").write_text("{nope")
+    with pytest.raises(CostModelError, match="not valid JSON"):
+        CostModel.load(tmp_path / "bad.json")
+    (tmp_path / "u.json").write_text(json.dumps({"setup_ns": 1, "warp_speed": 9}))
+    with pytest.raises(CostModelError, match="unknown fields"):
+        CostModel.load(tmp_path / "u.json")
+    (tmp_path / "n.json").write_text(json.dumps({"setup_ns": -5}))
+    with pytest.raises(CostModelError, match=">= 0"):
+        CostModel.load(tmp_path / "n.json")
+    with pytest.raises(CostModelError, match="no such"):
+        CostModel.load(tmp_path / "missing.json")
+
+
+@pytest.fixture(scope="module")
+def noisy_traces():
+    """Simulated with known constants and 3% noise on every span, over varied lengths, s_q and fan-ins."""
+    rng = random.Random(0)
+    traces = []
+    for s_q in (1, 2, 4):
+        w = Workload("cal", tuple(rng.randint(100, 9000) for _ in range(40)), s_q)
+        for scheduler in ("static", "makespan"):
+            s = make_schedule(w, 132, scheduler, TRUE)
+            traces.append(simulate(encode(s), TRUE, jitter=0.03, seed=len(traces)))
+    return traces
+
+
+def test_fit_recovers_known_constants(noisy_traces):
+    model, report = fit_with_report(noisy_traces)
+    for kind, (base, slope) in FITTED.items():
+        # slopes within 2%; a base within 2% of the spans it is part of (it is a small share of each)
+        assert getattr(model, slope) == pytest.approx(getattr(TRUE, slope), rel=0.02), slope
+        assert abs(getattr(model, base) - getattr(TRUE, base)) < 0.02 * report["kinds"][kind]["mean_ns"], base
+        assert report["kinds"][kind]["n"] > 0 and "note" not in report["kinds"][kind]
+    assert model.setup_ns == pytest.approx(TRUE.setup_ns, rel=0.02)
+    assert model.sem_latency_ns == pytest.approx(TRUE.sem_latency_ns, rel=0.02)
+    assert 0.02 < report["rel_rms"] < 0.05  # the 3% noise, not model error
+    # and far from the defaults it started from
+    assert fit(noisy_traces, CostModel()).setup_ns != CostModel().setup_ns
+
+
+def test_calibrate_cli(noisy_traces, tmp_path, capsys):
+    paths = [write_trace(tmp_path / f"t{i}.arrow", t.table, t.meta) for i, t in enumerate(noisy_traces[:2])]
+    assert main(["calibrate", *map(str, paths), "--out", str(tmp_path / "cost.json")]) == 0
+    out = capsys.readouterr().out
+    assert "load_byte_ns" in out and "fit residual" in out
+    saved = json.loads((tmp_path / "cost.json").read_text())
+    assert saved["fit"]["traces"] == 2
+    model = CostModel.load(tmp_path / "cost.json")
+    assert model.load_byte_ns == pytest.approx(TRUE.load_byte_ns, rel=0.03)
+    assert main(["calibrate", str(tmp_path / "nope.arrow"), "--out", str(tmp_path / "x.json")]) == 2
+    assert "no such trace" in capsys.readouterr().err

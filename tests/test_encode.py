@@ -1,0 +1,182 @@
+"""The instruction tensor the kernel reads: layout, slots, semaphores, files, and refusals."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mlaprof import format as fmt
+from mlaprof.schedule import make_schedule
+from mlaprof.schedule.encode import EncodeError, counts_of, encode, load, save
+from mlaprof.schedule.tasks import Schedule, Task
+from mlaprof.workloads import NAMED, Workload
+
+W = fmt.Word
+P, R = fmt.Opcode.PARTIAL, fmt.Opcode.REDUCTION
+
+
+def tiny_schedule() -> Schedule:
+    """seq 0 (200 tokens) in 3 partials merged on SM 1; seq 1 whole on SM 0."""
+    w = Workload("tiny", (200, 50), 2)
+    tasks = [
+        Task(0, P, 0, 0, 2, 0, 64, sm=0, est_start_us=0, est_end_us=1),
+        Task(1, P, 0, 0, 2, 64, 128, sm=1, est_start_us=0, est_end_us=1),
+        Task(2, P, 0, 0, 2, 128, 200, sm=2, est_start_us=0, est_end_us=1),
+        Task(3, R, 0, 0, 2, 0, 200, inputs=(0, 1, 2), final=True, sm=1, est_start_us=2, est_end_us=3),
+        Task(4, P, 1, 0, 2, 0, 50, final=True, sm=0, est_start_us=1, est_end_us=2),
+    ]
+    return Schedule(w, 3, tasks, [[0, 4], [1, 3], [2]], "hand")
+
+
+def test_layout_of_every_word():
+    enc = encode(tiny_schedule())
+    ins = enc.instructions
+    assert ins.dtype == np.int32 and ins.shape == (3, 3, fmt.WORDS_PER_INSTRUCTION)
+    # an all-zero END row after each SM's last instruction
+    assert not ins[0, 2].any() and not ins[1, 2].any() and not ins[2, 1].any() and not ins[2, 2].any()
+    r = ins[1, 1]  # the reduction
+    assert r[W.OPCODE] == R and r[W.TASK] == 3 and r[W.SEQ] == 0
+    assert (r[W.Q_START], r[W.Q_COUNT], r[W.KV_START], r[W.KV_END]) == (0, 2, 0, 200)
+    assert r[W.OUT_SLOT] == fmt.NO_SLOT and r[W.SIGNAL_SEM] == fmt.NO_SEM and r[W.NUM_INPUTS] == 3
+    slots = [ins[0, 0, W.OUT_SLOT], ins[1, 0, W.OUT_SLOT], ins[2, 0, W.OUT_SLOT]]
+    sems = [ins[0, 0, W.SIGNAL_SEM], ins[1, 0, W.SIGNAL_SEM], ins[2, 0, W.SIGNAL_SEM]]
+    assert list(r[W.INPUT_SLOTS : W.INPUT_SLOTS + 3]) == slots and len(set(slots)) == 3
+    assert list(r[W.INPUT_SEMS : W.INPUT_SEMS + 3]) == sems and sorted(sems) == [0, 1, 2]
+    assert not r[W.INPUT_SLOTS + 3 : W.INPUT_SLOTS + fmt.MAX_FANIN].any()
+    assert not r[W.INPUT_SEMS + 3 : W.INPUT_SEMS + fmt.MAX_FANIN].any() and not r[W.RESERVED :].any()
+    whole = ins[0, 1]
+    assert whole[W.OPCODE] == P and whole[W.TASK] == 4 and whole[W.OUT_SLOT] == -1 and whole[W.SIGNAL_SEM] == -1
+    assert whole[W.NUM_INPUTS] == 0 and not whole[W.INPUT_SLOTS :].any()
+    assert (enc.num_slots, enc.num_sems) == (3, 3) == counts_of(ins)
+
+
+def slot_reuse_is_safe(ins: np.ndarray) -> None:
+    """The reuse rule, read off the tensor alone: two writers of one slot are ordered by dependencies so that
+    the later one depends on every reader of the earlier one; no reduction writes a slot it reads."""
+    rows = ins.reshape(-1, fmt.WORDS_PER_INSTRUCTION)
+    rows = rows[rows[:, W.OPCODE] != fmt.Opcode.END]
+    task_of_sem = {int(r[W.SIGNAL_SEM]): int(r[W.TASK]) for r in rows if r[W.SIGNAL_SEM] >= 0}
+    inputs = {int(r[W.TASK]): [task_of_sem[int(s)] for s in r[W.INPUT_SEMS : W.INPUT_SEMS + r[W.NUM_INPUTS]]]
+              for r in rows}
+    readers = {t: [] for t in inputs}
+    for t, ins_ in inputs.items():
+        for i in ins_:
+            readers[i].append(t)
+    anc = {}
+
+    def ancestors(t):
+        if t not in anc:
+            out = set()
+            for i in inputs[t]:
+                out |= ancestors(i) | {i}
+            anc[t] = out
+        return anc[t]
+
+    writers = {}
+    for r in rows:
+        t, slot = int(r[W.TASK]), int(r[W.OUT_SLOT])
+        if slot >= 0:
+            writers.setdefault(slot, []).append(t)
+        read = set(r[W.INPUT_SLOTS : W.INPUT_SLOTS + r[W.NUM_INPUTS]].tolist())
+        assert slot not in read, f"task {t} writes slot {slot} that it reads"
+        # an input's slot holds that input's result
+        for i, s in zip(inputs[t], r[W.INPUT_SLOTS : W.INPUT_SLOTS + r[W.NUM_INPUTS]]):
+            assert int(rows[rows[:, W.TASK] == i][0, W.OUT_SLOT]) == int(s)
+    for slot, ws in writers.items():
+        for a in ws:
+            for b in ws:
+                if a < b:
+                    assert set(readers[a]) <= ancestors(b) or set(readers[b]) <= ancestors(a), \
+                        f"slot {slot}: tasks {a} and {b} may be live at once"
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(lens=st.lists(st.integers(1, 60000), min_size=1, max_size=40), s_q=st.integers(1, 4),
+       num_sms=st.integers(1, 200), scheduler=st.sampled_from(["static", "makespan"]))
+def test_slots_never_collide_while_live(lens, s_q, num_sms, scheduler):
+    w = Workload("hyp", tuple(max(n, s_q) for n in lens), s_q)
+    enc = encode(make_schedule(w, num_sms, scheduler))
+    slot_reuse_is_safe(enc.instructions)
+    assert enc.num_sems == sum(not t.final for t in enc.schedule.tasks)
+
+
+def test_reductions_recycle_slots():
+    enc = encode(make_schedule(NAMED["b1-65536-q1"], 132, "static"))
+    scratch_writers = sum(not t.final for t in enc.schedule.tasks)
+    assert enc.num_slots < scratch_writers  # upper tree levels reuse the slots of merged leaves
+    slot_reuse_is_safe(enc.instructions)
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".npz"])
+def test_save_load_round_trip(tmp_path, suffix):
+    s = make_schedule(NAMED["seed-representative"], 132, "makespan")
+    enc = encode(s)
+    path = save(enc, tmp_path / f"plan{suffix}")
+    back = load(path)
+    assert np.array_equal(back.instructions, enc.instructions) and back.instructions.dtype == np.int32
+    assert (back.num_slots, back.num_sems) == (enc.num_slots, enc.num_sems)
+    if suffix == ".npz":
+        assert back.schedule.to_json() == s.to_json() and back.schedule.queues == s.queues
+        assert back.schedule.workload == s.workload and back.schedule.scheduler == "makespan"
+        assert np.array_equal(encode(back.schedule).instructions, enc.instructions)
+    else:
+        assert back.schedule is None
+
+
+def test_bad_files(tmp_path):
+    with pytest.raises(EncodeError, match="no such"):
+        load(tmp_path / "missing.npz")
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not numpy at all")
+    with pytest.raises(EncodeError, match="not a .npy/.npz"):
+        load(bad)
+    wrong = tmp_path / "wrong.npy"
+    np.save(wrong, np.zeros((2, 3), np.int32))
+    with pytest.raises(EncodeError, match="expected int32"):
+        load(wrong)
+    with pytest.raises(EncodeError, match=".npy"):
+        save(encode(tiny_schedule()), tmp_path / "plan.txt")
+
+
+def edit(s: Schedule, tid: int, **kw) -> Schedule:
+    s.tasks[tid] = dataclasses.replace(s.tasks[tid], **kw)
+    return s
+
+
+def test_refusals():
+    with pytest.raises(EncodeError, match="fan-in 7"):
+        s = tiny_schedule()
+        extra = [Task(5 + i, P, 0, 0, 2, 0, 10, sm=2) for i in range(4)]
+        s.tasks += extra
+        s.queues[2] += [t.id for t in extra]
+        encode(edit(s, 3, inputs=(0, 1, 2, 5, 6, 7, 8)))
+    with pytest.raises(EncodeError, match="input 9 is not a task"):
+        encode(edit(tiny_schedule(), 3, inputs=(0, 1, 9)))
+    with pytest.raises(EncodeError, match="q ranges must match"):
+        encode(edit(tiny_schedule(), 1, q_start=1, q_count=1))
+    with pytest.raises(EncodeError, match="writes the final output"):
+        encode(edit(tiny_schedule(), 2, final=True))
+    with pytest.raises(EncodeError, match="no reduction reads"):
+        s = tiny_schedule()
+        s.tasks.append(Task(5, P, 1, 0, 2, 0, 10, sm=2))
+        s.queues[2].append(5)
+        encode(s)
+    with pytest.raises(EncodeError, match="cycle"):
+        s = tiny_schedule()
+        s.tasks[0] = dataclasses.replace(s.tasks[0], op=R, inputs=(3,))
+        s.tasks[3] = dataclasses.replace(s.tasks[3], final=False)
+        encode(s)
+    with pytest.raises(EncodeError, match="on no SM's queue"):
+        s = tiny_schedule()
+        s.queues[2] = []
+        encode(s)
+    with pytest.raises(EncodeError, match="queued twice"):
+        s = tiny_schedule()
+        s.queues[2].append(0)
+        encode(s)
+    with pytest.raises(EncodeError, match="KV range"):
+        encode(edit(tiny_schedule(), 4, kv_end=51))

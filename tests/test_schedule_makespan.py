@@ -1,0 +1,96 @@
+"""The makespan-backwards scheduler against the static one, in simulation; and the schedule/simulate CLI."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mlaprof.cli.main import main
+from mlaprof.costmodel import CostModel
+from mlaprof.schedule import make_schedule
+from mlaprof.schedule.encode import encode, load
+from mlaprof.sim import simulate
+from mlaprof.trace.io import read_trace
+from mlaprof.workloads import NAMED
+
+
+def simulated_us(w, scheduler, num_sms=132):
+    return simulate(encode(make_schedule(w, num_sms, scheduler))).makespan_ns / 1e3
+
+
+@pytest.mark.parametrize("name", list(NAMED))
+def test_makespan_never_loses_to_static(name):
+    w = NAMED[name]
+    assert simulated_us(w, "makespan") <= simulated_us(w, "static") + 1e-3
+
+
+@pytest.mark.parametrize("name, gain", [("seed-representative", 0.03), ("b64-rand256to1024-q4", 0.04)])
+def test_makespan_beats_static(name, gain):
+    """Where sequences differ in length, planning backwards from the end wins by a few percent."""
+    w = NAMED[name]
+    assert simulated_us(w, "makespan") < (1 - gain) * simulated_us(w, "static")
+
+
+def test_one_whole_sequence_per_sm_is_optimal_for_b132():
+    """b132-4096-q4: 132 equal sequences on 132 SMs; both schedulers give each SM one whole sequence, and no
+    schedule can beat that (every SM must move 1/132 of the KV; splitting only adds merges)."""
+    w = NAMED["b132-4096-q4"]
+    for scheduler in ("static", "makespan"):
+        s = make_schedule(w, 132, scheduler)
+        assert sorted(len(q) for q in s.queues) == [1] * 132 and all(t.final for t in s.tasks)
+    assert simulated_us(w, "makespan") == pytest.approx(CostModel().partial_ns(4096, 64, True) / 1e3, rel=1e-3)
+
+
+def test_extreme_sm_counts():
+    for num_sms in (1, 264):
+        for w in NAMED.values():
+            assert simulated_us(w, "makespan", num_sms) <= simulated_us(w, "static", num_sms) + 1e-3
+
+
+def test_schedule_cli_prints_both(capsys):
+    assert main(["schedule", "--workload", "seed-representative"]) == 0
+    out = capsys.readouterr().out
+    for key in ("partials", "reductions", "tasks per SM", "predicted makespan", "simulated makespan",
+                "scheduler run time", "makespan vs static"):
+        assert key in out
+    assert "static" in out.splitlines()[1] and "makespan" in out.splitlines()[1]
+
+
+def test_schedule_cli_saves_and_simulate_replays(tmp_path, capsys):
+    plan = tmp_path / "plan.npz"
+    assert main(["schedule", "--lens", "4641,45118", "--s-q", "4", "-s", "makespan", "--sms", "64",
+                 "--per-sm", "--out", str(plan)]) == 0
+    out = capsys.readouterr().out
+    assert "SM  63:" in out and f"wrote {plan}" in out
+    enc = load(plan)
+    assert enc.schedule.workload.lens == (4641, 45118) and enc.instructions.shape[0] == 64
+    trace_path = tmp_path / "plan.arrow"
+    assert main(["simulate", "--instructions", str(plan), "--out", str(trace_path)]) == 0
+    t = read_trace(trace_path)
+    assert t.meta.source == "simulated" and t.meta.scheduler == "makespan" and t.meta.sm_count == 64
+    assert t.makespan_ns / 1e3 == pytest.approx(enc.schedule.predicted_makespan_us, rel=0.02)
+
+
+def test_simulate_cli_named(tmp_path, capsys):
+    out = tmp_path / "s.arrow"
+    assert main(["simulate", "-w", "b64-512-q2", "-s", "static", "--sms", "33", "--jitter", "0.02",
+                 "--out", str(out)]) == 0
+    assert "makespan" in capsys.readouterr().out
+    t = read_trace(out)
+    assert t.meta.extra["sim"]["jitter"] == 0.02 and np.unique(t.col("sm")).size == 33
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["schedule", "-w", "nope"], "unknown workload"),
+    (["schedule", "--lens", "10,x", "--s-q", "1"], "comma-separated"),
+    (["schedule", "-w", "b1-65536-q1", "--sms", "0"], "--sms"),
+    (["schedule", "-w", "b1-65536-q1", "--out", "x.npy"], "--scheduler"),
+    (["schedule", "-w", "b1-65536-q1", "--cost", "missing.json"], "no such cost model"),
+    (["simulate", "-w", "b1-65536-q1", "--stages", "0", "--out", "x.arrow"], "--stages"),
+    (["simulate", "--instructions", "missing.npz", "--out", "x.arrow"], "no such instruction file"),
+])
+def test_cli_errors_are_one_line(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
