@@ -92,7 +92,8 @@ def _tile_loop_py(loads, comps, prod, cons, ring, g, stages):
 
 def _tile_loop_np(loads, comps, prod, cons, ring, g, stages):
     """The same recurrence in max-plus form: cumulative maxima, iterated to the fixed point of the stage
-    constraint (load u waits for compute u - stages).  Converges in a few rounds; falls back when not."""
+    constraint (load u waits for compute u - stages).  Converges in a few rounds; falls back when not.
+    Returns numpy arrays (the scalar loop returns lists)."""
     n = len(loads)
     loads, comps = np.asarray(loads, float), np.asarray(comps, float)
     cl = np.cumsum(loads)
@@ -117,7 +118,7 @@ def _tile_loop_np(loads, comps, prod, cons, ring, g, stages):
     cs = ce - comps
     for u in range(max(0, n - stages), n):
         ring[(g + u) % stages] = float(ce[u])
-    return ls.tolist(), le.tolist(), cs.tolist(), ce.tolist(), float(le[-1]), float(ce[-1])
+    return ls, le, cs, ce, float(le[-1]), float(ce[-1])
 
 
 def run(instructions: np.ndarray, cost: CostModel | None = None, stages: int = 4, jitter: float = 0.0,
@@ -168,7 +169,12 @@ def run(instructions: np.ndarray, cost: CostModel | None = None, stages: int = 4
 
     sem_time: dict[int, float] = {}
     waiters: dict[int, list[int]] = {}
-    ev = [([], [], [], []) for _ in range(num_sms)]  # per SM: header, aux, start, end
+    ev = [([], [], [], []) for _ in range(num_sms)]  # per SM: header, aux, start, end (scalar events)
+    chunks: list[list[np.ndarray]] = [[] for _ in range(num_sms)]  # per SM: [4, n] arrays from the numpy path
+    store_ns = {(r, f): float(cost.store_ns(r, f)) for r in range(fmt.NUM_HEADS_Q, fmt.MAX_ROWS + 1, fmt.NUM_HEADS_Q)
+                for f in (False, True)}
+    merge_ns = {(k, r): float(cost.reduce_ns(k, r)) for k in range(1, fmt.MAX_FANIN + 1)
+                for r in range(fmt.NUM_HEADS_Q, fmt.MAX_ROWS + 1, fmt.NUM_HEADS_Q)}
     ptr = [0] * num_sms
     prod = [0.0] * num_sms  # producer free
     cons = [0.0] * num_sms  # consumer (and controller) free
@@ -208,18 +214,23 @@ def run(instructions: np.ndarray, cost: CostModel | None = None, stages: int = 4
                 if f is not None:
                     loads = (np.asarray(loads) * f[:n]).tolist()
                     comps = (np.asarray(comps) * f[n:]).tolist()
-                loop = _tile_loop_np if n > VECTOR_TILES else _tile_loop_py
                 p0 = max(prod[sm], qfree[sm])
-                ls, le, cs, ce, prod[sm], c_end = loop(loads, comps, p0, t, rings[sm], gtile[sm], stages)
-                qfree[sm] = cs[-1]
-                gtile[sm] += n
                 hl, hc = _hdr(K.LOAD, R.PRODUCER, j), _hdr(K.COMPUTE, R.CONSUMER, j)
-                H.extend([hl] * n); A.extend(range(n)); S.extend(ls); E.extend(le)
-                H.extend([hc] * n); A.extend(range(n)); S.extend(cs); E.extend(ce)
+                if n > VECTOR_TILES:
+                    ls, le, cs, ce, prod[sm], c_end = _tile_loop_np(loads, comps, p0, t, rings[sm], gtile[sm], stages)
+                    aux = np.arange(n)
+                    chunks[sm].append(np.stack([np.repeat([hl, hc], n), np.concatenate([aux, aux]),
+                                                np.concatenate([ls, cs]), np.concatenate([le, ce])]))
+                else:
+                    ls, le, cs, ce, prod[sm], c_end = _tile_loop_py(loads, comps, p0, t, rings[sm], gtile[sm], stages)
+                    H.extend([hl] * n); A.extend(range(n)); S.extend(ls); E.extend(le)
+                    H.extend([hc] * n); A.extend(range(n)); S.extend(cs); E.extend(ce)
+                qfree[sm] = float(cs[-1])
+                gtile[sm] += n
             else:
-                c_end = t + noise.one(float(cost.reduce_ns(len(sems), rows)))
+                c_end = t + noise.one(merge_ns[(len(sems), rows)])
                 H.append(_hdr(K.COMPUTE, R.CONSUMER, j)); A.append(-1); S.append(t); E.append(c_end)
-            s_end = c_end + noise.one(float(cost.store_ns(rows, final)))
+            s_end = c_end + noise.one(store_ns[(rows, final)])
             H.append(_hdr(K.STORE, R.CONSUMER, j)); A.append(-1); S.append(c_end); E.append(s_end)
             H.append(_hdr(K.INSTRUCTION, R.CONTROLLER, j)); A.append(-1); S.append(begin); E.append(s_end)
             cons[sm] = s_end
@@ -239,7 +250,7 @@ def run(instructions: np.ndarray, cost: CostModel | None = None, stages: int = 4
         more = f" and {len(stuck) - 6} more" if len(stuck) > 6 else ""
         raise SimulationError(f"deadlock: {len(stuck)} SMs can never proceed: {'; '.join(parts)}{more}")
 
-    counts = np.asarray([len(e[0]) for e in ev], dtype=np.int64)
+    counts = np.asarray([len(e[0]) + sum(c.shape[1] for c in chunks[sm]) for sm, e in enumerate(ev)], dtype=np.int64)
     events = np.zeros((num_sms, max(1, int(counts.max(initial=0))), fmt.EVENT_WORDS), dtype=np.int64)
     for sm, (H, A, S, E) in enumerate(ev):
         n = len(H)
@@ -248,6 +259,9 @@ def run(instructions: np.ndarray, cost: CostModel | None = None, stages: int = 4
             events[sm, :n, 1] = A
             events[sm, :n, 2] = np.rint(S)
             events[sm, :n, 3] = np.rint(E)
+        for c in chunks[sm]:
+            events[sm, n : n + c.shape[1]] = np.rint(c.T)
+            n += c.shape[1]
     return events, counts
 
 

@@ -20,7 +20,6 @@ form; the best plan is then timed on the task-level timeline (``plan.evaluate``)
 
 from __future__ import annotations
 
-import dataclasses
 import heapq
 import time
 
@@ -29,7 +28,7 @@ import numpy as np
 from mlaprof import format as fmt
 from mlaprof.costmodel import CostModel
 from mlaprof.schedule.plan import ScheduleError, build_tasks, evaluate
-from mlaprof.schedule.static import group_sizes, static_schedule
+from mlaprof.schedule.static import group_sizes, static_plan
 from mlaprof.schedule.tasks import Schedule
 from mlaprof.workloads import Workload
 
@@ -277,20 +276,19 @@ def balanced_fillers(tiles: np.ndarray, num_sms: int, c: _Costs, k: int) -> dict
     return {int(i): int(need[i]) for i in np.flatnonzero(need > 1)}
 
 
-def candidates(tiles: np.ndarray, num_sms: int, c: _Costs) -> list[tuple[dict[int, int], int, int]]:
-    """Rollout shapes: (filler -> split count, chunk tiles for the others, fan-in)."""
+def candidates(tiles: np.ndarray, num_sms: int, c: _Costs) -> list[tuple[str, dict[int, int], int, int]]:
+    """Rollout shapes: (name, filler -> split count, chunk tiles for the others, fan-in)."""
     k = fmt.MAX_FANIN
     per_sm = max(1, int(round(tiles.sum() / num_sms)))
     half = max(1, per_sm // 2)
     out = []
     if num_sms >= 2:
         # every long sequence fills its share of the SMs; the others stay whole
-        out.append((balanced_fillers(tiles, num_sms, c, k), int(tiles.max()) + 1, k))
+        out.append(("fill-all", balanced_fillers(tiles, num_sms, c, k), int(tiles.max()) + 1, k))
         # the longest sequence fills whatever the others leave; they are cut into short chunks
         longest = int(np.argmax(tiles))
-        out.append(({longest: int(min(num_sms, tiles[longest]))}, half, k))
-    for chunk in sorted({half, per_sm}):  # no filler: equal chunks, packed backwards
-        out.append(({}, chunk, k))
+        out.append(("fill-longest", {longest: int(min(num_sms, tiles[longest]))}, half, k))
+    out.append(("chunks", {}, half, k))  # no filler: short equal chunks, packed backwards
     return out
 
 
@@ -305,8 +303,11 @@ def makespan_schedule(workload: Workload, num_sms: int, cost: CostModel | None =
     tiles = -(-np.asarray(lens, dtype=np.int64) // TILE)
     # rollouts: plan every shape (closed-form T), then time the most promising ones on the timeline
     shapes = candidates(tiles, num_sms, c)
-    plans = sorted((_plan(lens, tiles, num_sms, c, m_fill, chunk, k) for m_fill, chunk, k in shapes),
-                   key=lambda p: p["T"])
+    plans = []
+    for name, m_fill, chunk, k in shapes:
+        plans.append(_plan(lens, tiles, num_sms, c, m_fill, chunk, k))
+        plans[-1]["shape"] = name
+    plans.sort(key=lambda p: p["T"])
     best = None
     for plan in plans[:TIMED]:
         plan["c"] = c
@@ -318,15 +319,18 @@ def makespan_schedule(workload: Workload, num_sms: int, cost: CostModel | None =
         if best is None or span < best[0]:
             best = (span, plan, cols, start, end)
     span, plan, (op, seq_of, kv0, kv1, inputs, final, sm_of, queues), start, end = best
-    params = {"rollouts": len(plans) + 1, "fillers": plan["fillers"], "chunk_tiles": plan["chunk"],
-              "fanin": plan["k"], "planned_us": round(plan["T"] / 1e3, 3)}
+    params = {"rollouts": len(plans) + 1, "shape": plan["shape"], "fillers": len(plan["fillers"]),
+              "fanin": plan["k"], "planned_us": round(float(plan["T"]) / 1e3, 3)}
+    if plan["shape"] != "fill-all":
+        params["chunk_tokens"] = plan["chunk"] * TILE
     # the static schedule is one more rollout: where no backward plan beats it, it is the answer
-    base = static_schedule(workload, num_sms, cost)
-    if base.predicted_makespan_us * 1e3 < span:
-        return dataclasses.replace(base, scheduler="makespan", params={"rollouts": len(plans) + 1, "fallback": "static",
-                                   **base.params}, compute_ms=(time.perf_counter() - t0) * 1e3)
+    base = static_plan(workload, num_sms, cost)
+    if float(base["end"].max()) < span:
+        params = {"rollouts": len(plans) + 1, "shape": "static", "chunk_tokens": base["chunk"]}
+        op, seq_of, kv0, kv1, inputs, final, sm_of, queues, start, end = (
+            base[k] for k in ("op", "seq", "kv0", "kv1", "inputs", "final", "sm", "queues", "start", "end"))
     return Schedule(
         workload=workload, num_sms=num_sms, queues=queues, scheduler="makespan",
         tasks=build_tasks(op, seq_of, kv0, kv1, inputs, final, sm_of, start, end, workload.s_q),
-        params=params, predicted_makespan_us=span / 1e3, compute_ms=(time.perf_counter() - t0) * 1e3,
+        params=params, predicted_makespan_us=float(end.max()) / 1e3, compute_ms=(time.perf_counter() - t0) * 1e3,
     )

@@ -44,7 +44,18 @@ def group_sizes(count: int, fanin: int) -> list[int]:
 
 def static_schedule(workload: Workload, num_sms: int, cost: CostModel | None = None, fanin: int = fmt.MAX_FANIN) -> Schedule:
     t0 = time.perf_counter()
-    cost = cost or CostModel()
+    p = static_plan(workload, num_sms, cost or CostModel(), fanin)
+    return Schedule(
+        workload=workload, num_sms=num_sms, queues=p["queues"], scheduler="static",
+        tasks=build_tasks(*(p[k] for k in ("op", "seq", "kv0", "kv1", "inputs", "final", "sm", "start", "end")),
+                          workload.s_q),
+        params={"fanin": fanin, "chunk_tokens": p["chunk"]},
+        predicted_makespan_us=float(p["end"].max()) / 1e3, compute_ms=(time.perf_counter() - t0) * 1e3,
+    )
+
+
+def static_plan(workload: Workload, num_sms: int, cost: CostModel, fanin: int = fmt.MAX_FANIN) -> dict:
+    """The static schedule as task columns, queues and timeline (no Task objects: cheap to compare)."""
     if num_sms < 1:
         raise ScheduleError(f"need at least 1 SM, got {num_sms}")
     if not 2 <= fanin <= fmt.MAX_FANIN:
@@ -96,10 +107,7 @@ def static_schedule(workload: Workload, num_sms: int, cost: CostModel | None = N
         queues[sm].append(tid)
         heapq.heappush(heap, (end[tid], sm))
 
-    start_ns, end_ns = evaluate(op, [b - a for a, b in zip(kv0, kv1)], [len(i) for i in inputs], final, inputs, queues, rows, cost)
-    return Schedule(
-        workload=workload, num_sms=num_sms, queues=queues, scheduler="static",
-        tasks=build_tasks(op, seq_of, kv0, kv1, inputs, final, sm_of, start_ns, end_ns, workload.s_q),
-        params={"fanin": fanin, "chunk_tokens": chunk},
-        predicted_makespan_us=float(end_ns.max()) / 1e3, compute_ms=(time.perf_counter() - t0) * 1e3,
-    )
+    kv_len = [b - a for a, b in zip(kv0, kv1)]
+    start, end_ns = evaluate(op, kv_len, [len(i) for i in inputs], final, inputs, queues, rows, cost)
+    return {"op": op, "seq": seq_of, "kv0": kv0, "kv1": kv1, "inputs": inputs, "final": final, "sm": sm_of,
+            "queues": queues, "start": start, "end": end_ns, "chunk": chunk}
