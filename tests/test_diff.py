@@ -196,3 +196,28 @@ def test_cli_output_into_a_closed_pipe_is_quiet(ab):
         os.close(w)
     assert p.stderr == ""
     assert p.returncode == 141
+
+
+def test_different_sm_counts(capsys):
+    """132 vs 64 SMs on one workload: instructions still match by content, per-SM deltas cover all 132 SMs."""
+    from tests.golden.simulated import simulated
+
+    a, b = simulated("b64-512-q2", "makespan"), simulated("b64-512-q2", "makespan", num_sms=64)
+    d = diff(a, b, top_sms=200)
+    assert d.a["sm_count"] == 132 and d.b["sm_count"] == 64
+    assert max(s["sm"] for s in d.sms) >= 64  # SMs B does not have show up as changed (they lost their work)
+    gone = [s for s in d.sms if s["sm"] >= 64]
+    assert all(s["instructions"]["b"] == 0 and s["busy_us"]["b"] == 0 for s in gone)
+    assert main(["diff", str(a.path), str(b.path)]) == 0
+    assert "mode: " in capsys.readouterr().out
+
+
+def test_cli_aggregate_mode_and_bad_top(tmp_path, ab, capsys):
+    a, _ = ab
+    table, meta = synthetic.build(num_sms=4, num_seqs=6, chunk_tokens=256, seed=0)
+    other = write_trace(tmp_path / "s.arrow", table, meta)
+    assert main(["diff", str(a.path), str(other)]) == 0
+    out = capsys.readouterr().out
+    assert "mode: aggregate: the workloads differ" in out and "instructions:" not in out
+    assert main(["diff", str(a.path), str(other), "--top", "-1"]) == 2
+    assert "--top must be >= 0" in capsys.readouterr().err
