@@ -319,7 +319,7 @@ def diff(a: Trace, b: Trace, analysis_a: Analysis | None = None, analysis_b: Ana
 _OP_COLOURS = {"partial": "#4c78a8", "reduction": "#f58518"}
 
 
-def _gantt_traces(an: Analysis, label: str):
+def _gantt_traces(an: Analysis, label: str, width: float = 6.0):
     """Instructions as horizontal line segments (scattergl: fast for tens of thousands), critical path on top."""
     import plotly.graph_objects as go
 
@@ -338,14 +338,14 @@ def _gantt_traces(an: Analysis, label: str):
         text = np.repeat([f"{label} SM {s} #{i} task {t}: {name} seq {q} kv [{a},{b})"
                           for s, i, t, q, a, b in zip(ins.sm[m], ins.instr[m], ins.task[m], ins.seq[m],
                                                       ins.kv_start[m], ins.kv_end[m])], 3)
-        out.append(go.Scattergl(x=x, y=y, mode="lines", line={"width": 6, "color": _OP_COLOURS.get(name, "#888")},
+        out.append(go.Scattergl(x=x, y=y, mode="lines", line={"width": width, "color": _OP_COLOURS.get(name, "#888")},
                                 name=f"{label}: {name}", text=text, hoverinfo="text+x", connectgaps=False))
     if an.critical_path:
         x, y = [], []
         for s in an.critical_path:
             x += [s.start_us, s.end_us, None]
             y += [s.sm, s.sm, None]
-        out.append(go.Scattergl(x=x, y=y, mode="lines", line={"width": 2, "color": "#d62728"},
+        out.append(go.Scattergl(x=x, y=y, mode="lines", line={"width": max(1.0, width / 3), "color": "#d62728"},
                                 name=f"{label}: critical path", hoverinfo="skip"))
     return out
 
@@ -366,13 +366,16 @@ def html_report(d: Diff, aa: Analysis, ab: Analysis, max_ops: int = 50) -> str:
 
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.06,
                         subplot_titles=(f"A: {d.a['scheduler']} ({d.a['path']})", f"B: {d.b['scheduler']} ({d.b['path']})"))
+    rows = max(aa.sm_count, ab.sm_count, 1)
+    height = min(1800, 260 + 2 * max(120, 6 * rows))
+    # bars about 70% of a row's height, so neighbouring SMs stay apart
+    width = float(np.clip(0.7 * (height - 150) / 2 / rows, 1.0, 8.0))
     for row, (an, label) in enumerate(((aa, "A"), (ab, "B")), start=1):
-        for tr in _gantt_traces(an, label):
+        for tr in _gantt_traces(an, label, width):
             fig.add_trace(tr, row=row, col=1)
         fig.update_yaxes(title_text="SM", autorange="reversed", row=row, col=1)
     fig.update_xaxes(title_text="time since kernel start (µs)", row=2, col=1)
-    rows = max(aa.sm_count, ab.sm_count, 1)
-    fig.update_layout(height=min(1800, 260 + 2 * max(120, 6 * rows)), margin={"l": 60, "r": 20, "t": 50, "b": 40})
+    fig.update_layout(height=height, margin={"l": 60, "r": 20, "t": 50, "b": 40})
     plot = fig.to_html(include_plotlyjs=True, full_html=False)
 
     parts = [
