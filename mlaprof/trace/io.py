@@ -78,6 +78,9 @@ def write_trace(path: str | os.PathLike, table: pa.Table, meta: TraceMeta) -> Pa
     table = table.replace_schema_metadata(schema.metadata)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; a trace is an ordinary file for others to read
     try:
         with os.fdopen(fd, "wb") as f:
             with pa.ipc.new_file(f, schema) as w:
