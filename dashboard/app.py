@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
 import sys
 import threading
 import webbrowser
@@ -42,6 +43,7 @@ def serve(root: str | Path = DEFAULT_DIR, host: str = "127.0.0.1", port: int = 8
     if not 0 < port < 65536:
         raise UserError(f"--port must be 1..65535, got {port}")
     app = create_app(root)
+    _check_free(host, port)
     if not _is_loopback(host):
         print(f"warning: serving on {host}: anyone who can reach this address can read the traces in {root}",
               file=sys.stderr)
@@ -49,7 +51,19 @@ def serve(root: str | Path = DEFAULT_DIR, host: str = "127.0.0.1", port: int = 8
     print(f"mlaprof dashboard: {url} (traces under {Path(root).resolve()}; Ctrl-C stops)")
     if open_browser:
         threading.Timer(1.0, webbrowser.open, args=(url,)).start()
+    app.run(host=host, port=port, debug=debug)
+
+
+def _check_free(host: str, port: int) -> None:
+    """Fail with one line before serving: werkzeug would print a paragraph and exit on a taken port."""
     try:
-        app.run(host=host, port=port, debug=debug)
-    except OSError as e:  # port taken, address not available
-        raise UserError(f"cannot serve on {host}:{port}: {e.strerror or e}") from None
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as e:
+        raise UserError(f"cannot serve on {host}:{port}: {e.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as werkzeug does: TIME_WAIT is not "in use"
+        try:
+            s.bind(address)
+        except OSError as e:
+            raise UserError(f"cannot serve on {host}:{port}: {e.strerror or e}; pick another --port") from None

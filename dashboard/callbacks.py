@@ -33,19 +33,23 @@ def register(app, store: TraceStore) -> None:
         Output(IDS["sms"], "max"), Output(IDS["sms"], "value"), Output(IDS["seqs"], "options"),
         Output(IDS["seqs"], "value"), Output(IDS["cards"], "children"), Output(IDS["sm_states"], "figure"),
         Output(IDS["kind_totals"], "figure"), Output(IDS["durations"], "figure"), Output(IDS["gantt_error"], "children"),
-        Input(IDS["a"], "value"),
+        Input(IDS["a"], "value"), State(IDS["sms"], "max"), State(IDS["seqs"], "value"),
     )
-    def summary(rel):
+    def summary(rel, sms_max, seqs):
+        # filters are only reset when they must be: setting them re-runs the Gantt, which already runs now
+        keep_seqs = no_update if not seqs else []
         if not rel:
-            return no_update, no_update, [], [], [], _EMPTY, _EMPTY, _EMPTY, []
+            return no_update, no_update, [], keep_seqs, [], _EMPTY, _EMPTY, _EMPTY, []
         try:
             ld = store.load(rel)
         except UserError as e:
-            return no_update, no_update, [], [], [], _EMPTY, _EMPTY, _EMPTY, [panels.error_card(str(e))]
+            return no_update, no_update, [], keep_seqs, [], _EMPTY, _EMPTY, _EMPTY, [panels.error_card(str(e))]
         last = ld.gantt.sm_count - 1
         an = ld.analysis
-        return (last, [0, last], ld.gantt.sequences, [], panels.summary_cards(an), figures.sm_states_figure(an),
-                figures.kind_totals_figure(an), figures.duration_histogram_figure(an), [])
+        same = sms_max == last
+        return (no_update if same else last, no_update if same else [0, last], ld.gantt.sequences, keep_seqs,
+                panels.summary_cards(an), figures.sm_states_figure(an), figures.kind_totals_figure(an),
+                figures.duration_histogram_figure(an), [])
 
     @app.callback(
         Output(IDS["gantt"], "figure"), Output(IDS["gantt_view"], "data"), Output(IDS["gantt_status"], "children"),
@@ -54,7 +58,10 @@ def register(app, store: TraceStore) -> None:
     def gantt(rel, kinds, opcodes, sms, seqs, flags, relayout, view_json):
         view = View() if ctx.triggered_id == IDS["a"] else View.from_json(view_json)
         if ctx.triggered_id == IDS["gantt"]:
+            before = view
             view = update_view(view, relayout, x_axes=("xaxis",), y_axes=("yaxis",))
+            if view == before:  # e.g. plotly's {"autosize": true} after the first draw: nothing to redo
+                return no_update, no_update, no_update
         try:
             ld = store.load(rel) if rel else None
         except UserError:
@@ -77,7 +84,10 @@ def register(app, store: TraceStore) -> None:
             return _EMPTY, View().to_json(), "Pick trace A and a trace B to compare (the two dropdowns above).", [], []
         view = View.from_json(view_json) if ctx.triggered_id not in (IDS["a"], IDS["b"]) else View()
         if ctx.triggered_id == IDS["diff"]:
+            before = view
             view = update_view(view, relayout, x_axes=("xaxis", "xaxis2"), y_axes=())
+            if view == before:
+                return no_update, no_update, no_update, no_update, no_update
         try:
             a, b = store.load(rel_a), store.load(rel_b)
             d = store.diff(rel_a, rel_b)

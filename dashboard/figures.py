@@ -77,10 +77,9 @@ _RAW_TEMPLATE = (
     "start %{{customdata[8]:.3f}} µs · duration %{{customdata[9]:.3f}} µs<extra></extra>"
 )
 _AGG_TEMPLATE = (
-    "<b>mostly {kind}</b> · SM %{{customdata[0]}}{role}<br>"
-    "%{{customdata[1]:.3f}}–%{{customdata[2]:.3f}} µs · {kind} visible %{{customdata[3]:.0f}}% of it<br>"
+    "<b>mostly {kind}</b> · SM %{{y:.0f}}{role} · near %{{x:.2f}} µs<br>"
     "<i>aggregated view: zoom in for instruction details</i><extra></extra>"
-)
+)  # no per-point data: at a dense zoom-out there are as many hover points as bars, so keep them to x, y
 
 
 def _raw_hover(data: GanttData, bars: lod.Bars, sel: np.ndarray, y: np.ndarray, kind: str, view_width: float,
@@ -111,29 +110,28 @@ def _raw_hover(data: GanttData, bars: lod.Bars, sel: np.ndarray, y: np.ndarray, 
 
 def _agg_hover(bars: lod.Bars, sel: np.ndarray, y: np.ndarray, kind: str, split_roles: bool, view_width: float,
                axes: dict) -> list[dict]:
-    x0, x1 = bars.x0[sel], bars.x1[sel]
-    bar, x = _hover_points(x0, x1, view_width)
-    rows = bars.row[sel]
-    sm = rows // len(ROLE_NAMES) if split_roles else rows
-    cd = np.stack([sm[bar], x0[bar], x1[bar], 100.0 * bars.share[sel][bar]], axis=1).astype(np.float32)
+    bar, x = _hover_points(bars.x0[sel], bars.x1[sel], view_width)
+    if not split_roles:
+        return [_hover_trace(kind, x, y[bar], None, _AGG_TEMPLATE.format(kind=KIND_LABEL[kind], role=""), axes)]
+    role = bars.row[sel][bar] % len(ROLE_NAMES)
     out = []
-    if split_roles:  # one trace per role so its name can be in the template
-        role = rows[bar] % len(ROLE_NAMES)
-        for r in np.unique(role):
-            m = role == r
-            t = _AGG_TEMPLATE.format(kind=KIND_LABEL[kind], role=f" · {ROLE_NAMES[r]}")
-            out.append(_hover_trace(kind, x[m], y[bar][m], cd[m], t, axes))
-        return out
-    return [_hover_trace(kind, x, y[bar], cd, _AGG_TEMPLATE.format(kind=KIND_LABEL[kind], role=""), axes)]
+    for r in np.unique(role):  # one trace per role so its name can be in the template
+        m = role == r
+        t = _AGG_TEMPLATE.format(kind=KIND_LABEL[kind], role=f" · {ROLE_NAMES[r]}")
+        out.append(_hover_trace(kind, x[m], y[bar][m], None, t, axes))
+    return out
 
 
 def _hover_trace(kind: str, x, y, customdata, template: str, axes: dict) -> dict:
-    return {
+    trace = {
         "type": "scattergl", "mode": "markers", "x": typed(np.asarray(x, np.float32)),
-        "y": typed(np.asarray(y, np.float32)), "customdata": typed(customdata), "hovertemplate": template,
+        "y": typed(np.asarray(y, np.float32)), "hovertemplate": template,
         "marker": {"size": 6, "color": "rgba(0,0,0,0)"}, "showlegend": False, "legendgroup": kind,
         "name": f"{kind} details", "hoverlabel": {"bgcolor": PALETTE[kind]}, **axes,
     }
+    if customdata is not None:
+        trace["customdata"] = typed(customdata)
+    return trace
 
 
 def _name(names: list[str], code) -> str:
@@ -178,6 +176,7 @@ def gantt_traces(data: GanttData, f: Filters, view: View, plot_px: float, axes: 
         xs, ys = _segments(bars.x0[sel], bars.x1[sel], y_all[sel])
         traces.append({
             "type": "scattergl", "mode": "lines", "name": KIND_LABEL[kind], "legendgroup": kind,
+            "legendrank": 1000 + BAR_KINDS.index(kind),  # legend in pipeline order, not painter's order
             "x": typed(xs), "y": typed(ys), "line": {"color": PALETTE[kind], "width": round(width, 2)},
             "hoverinfo": "skip", "showlegend": legend, "connectgaps": False, **axes,
         })
@@ -196,7 +195,8 @@ def gantt_traces(data: GanttData, f: Filters, view: View, plot_px: float, axes: 
             "type": "scattergl", "mode": "lines", "name": "instruction boundary", "legendgroup": "boundary",
             "x": typed(np.stack([xb, xb, nan], 1).astype(np.float32).ravel()),
             "y": typed(np.stack([yb - 0.45, yb + 0.45, nan], 1).astype(np.float32).ravel()),
-            "line": {"color": BOUNDARY_COLOR, "width": 1}, "hoverinfo": "skip", "showlegend": legend, **axes,
+            "line": {"color": BOUNDARY_COLOR, "width": 1}, "hoverinfo": "skip", "showlegend": legend,
+            "legendrank": 2000, **axes,
         })
     info = {
         "raw": bars.raw, "visible_spans": bars.visible_spans, "bars": len(bars), "bucket_us": bars.bucket_us,

@@ -32,6 +32,7 @@ TABLE_COLUMNS = [
 _CARD = {"border": "1px solid #ddd", "borderRadius": "6px", "padding": "8px 12px", "background": "#fafafa"}
 _LABEL = {"fontWeight": "bold", "marginRight": "6px"}
 _GRAPH_CONFIG = {"scrollZoom": True, "displaylogo": False, "doubleClick": "reset"}
+_SMALL_CONFIG = {"displayModeBar": False}  # the summary charts are small: the mode bar would cover their titles
 
 
 def _kind_option(kind: str) -> dict:
@@ -98,9 +99,9 @@ def _gantt_tab() -> dcc.Tab:
         html.H3("Summary", style={"marginBottom": "4px"}),
         html.Div(id=IDS["cards"], style={"display": "flex", "gap": "10px", "flexWrap": "wrap"}),
         html.Div(style={"display": "grid", "gridTemplateColumns": "2fr 1fr 1fr", "gap": "8px"}, children=[
-            dcc.Graph(id=IDS["sm_states"], config={"displaylogo": False}),
-            dcc.Graph(id=IDS["kind_totals"], config={"displaylogo": False}),
-            dcc.Graph(id=IDS["durations"], config={"displaylogo": False}),
+            dcc.Graph(id=IDS["sm_states"], config=_SMALL_CONFIG),
+            dcc.Graph(id=IDS["kind_totals"], config=_SMALL_CONFIG),
+            dcc.Graph(id=IDS["durations"], config=_SMALL_CONFIG),
         ]),
     ])
 

@@ -9,7 +9,10 @@ bucket gets the kind that the raw drawing would show over most of it: for every 
 bucket where it is the top-most kind present (its *visible* time) is computed exactly, from the union of
 the spans of that kind and every kind above it, clipped to bucket edges.  Consecutive buckets of a row with
 the same winning kind merge into one bar.  Idle time competes like a kind: a bucket that is idle for longer
-than any kind is visible in it stays empty, so idle gaps survive aggregation as well as busy stretches do.  The output is bounded by rows x buckets whatever the trace size.
+than any kind is visible in it stays empty, so idle gaps survive aggregation as well as busy stretches do.
+One exception keeps rare things on screen: a kind visible somewhere in a row that wins no bucket of that
+row (a short store amid idle time) is drawn in the bucket where it shows most.  The output is bounded by
+rows x buckets whatever the trace size.
 
 With the painter's order the Gantt uses (wait at the bottom), a bucket shows *wait* only where the SM does
 nothing but wait, which is how ``mlaprof.analysis`` defines wait time.
@@ -24,7 +27,7 @@ import dataclasses
 import numpy as np
 
 RAW_LIMIT = 20_000  # spans drawn one by one (with hover details) when at most this many are visible
-BUCKETS = 1600  # time buckets across the visible width: about one per pixel of a wide plot
+BUCKETS = 1000  # time buckets across the visible width: about one per pixel of the Gantt's plot area
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,6 +110,8 @@ def level_of_detail(
     off = window.width * 2 + 1.0  # rows apart on one time line: one sorted key and one running max serve all
     key_s, key_e = s + r * off, e + r * off
     merged = (np.zeros(0), np.zeros(0))  # union of the kinds above, as disjoint intervals on the keyed line
+    rows = np.arange(n_rows)
+    strongest = {}  # level -> (bucket where the kind is most visible, that time) per row
     for level in range(len(priority) - 1, -1, -1):  # top-most kind first
         m = kr == level
         merged = _merge_intervals(*merged, key_s[m], key_e[m])
@@ -114,11 +119,20 @@ def level_of_detail(
         union = coverage(mr, np.zeros(len(mr), np.int64), merged[0] - mr * off + window.x0,
                          merged[1] - mr * off + window.x0, window, n_rows, 1, buckets)[:, 0, :]
         visible = union - above
+        b = np.argmax(visible, axis=1)
+        strongest[level] = (b, visible[rows, b])
         wins = visible > best
         best[wins] = visible[wins]
         dom[wins] = priority[level]
         above = union
     dom[(best <= w * 1e-6) | (w - above > best)] = -1  # empty when idle covers more of the bucket than any kind
+    # a kind visible somewhere in a row but winning no bucket there (short stores amid idle time) still gets
+    # the one bucket where it shows most, so nothing present is drawn as absent; higher kinds go last and win
+    for level in range(len(priority)):
+        b, amount = strongest[level]
+        lost = (amount > w * 1e-6) & ~np.any(dom == priority[level], axis=1)
+        dom[rows[lost], b[lost]] = priority[level]
+        best[rows[lost], b[lost]] = amount[lost]
     return _runs(dom, best, window, buckets, visible=len(idx))
 
 

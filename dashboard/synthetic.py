@@ -93,7 +93,9 @@ def synthesize(
     if spans < 100 or num_sms < 1:
         raise ValueError("synthesize needs spans >= 100 and num_sms >= 1")
     rng = np.random.default_rng(seed)
-    tiles_total = max(spans // 2, num_sms)  # two spans (load, compute) per tile dominate the count
+    # two spans (load, compute) per tile, plus about 12 per SM of fixed cost: ~2 partials per SM with 3 spans
+    # each, and on the reduction side 3 spans per input (wait, load, and its share of merge/setup/store)
+    tiles_total = max((spans - 12 * num_sms) // 2, num_sms)
     lens = _lens_for(rng, batch, tiles_total * fmt.KV_TILE_TOKENS, s_q)
     workload = Workload(f"synthetic-b{batch}-q{s_q}", lens, s_q)
     # chunk size: about two partials per SM, so most sequences split and need reductions
@@ -207,3 +209,17 @@ def synthesize(
         extra={"synthetic": True},
     )
     return table, meta
+
+
+def write_examples(folder, spans: int = 8_000, num_sms: int = 132) -> list:
+    """A static / makespan pair on one synthetic workload (B about 10% faster), as a diff can match them."""
+    from pathlib import Path
+
+    from mlaprof.trace.io import write_trace
+
+    folder = Path(folder)
+    out = []
+    for name, scheduler, slowdown in (("static", "static", 1.0), ("makespan", "makespan", 0.9)):
+        table, meta = synthesize(spans, num_sms=num_sms, seed=0, scheduler=scheduler, slowdown=slowdown)
+        out.append(write_trace(folder / f"synthetic__{name}.arrow", table, meta))
+    return out
