@@ -3,19 +3,22 @@
 Plan from the end, in reversed time (0 = the makespan T, growing towards the kernel's start):
 
 1. Shape.  Each sequence is whole (one partial writing the output) or split over ``m`` partials merged by a
-   balanced reduction tree of fan-in <= k.  The largest sequences are *fillers*: their partials get no fixed
-   size yet.  The others are cut into equal chunks of about ``chunk`` tiles.
-2. Tail.  Reductions (roots first) and the fixed partials are list-scheduled backwards: an input may run
-   only once its reduction has been placed, ``sem latency - setup`` earlier; each goes to the SM free earliest
-   in reversed time.  Whole sequences follow, longest first (LPT).  This puts merges and short sequences at
-   the end of the kernel.
+   balanced reduction tree of fan-in <= k.  *Filler* sequences' partials get no fixed size yet; the other
+   split sequences are cut into equal chunks of ``chunk`` tiles.
+2. Tail.  Reductions (roots first) and the fixed chunks are list-scheduled backwards: an input may run only
+   once its reduction has been placed, a semaphore latency earlier; each goes to the SM free earliest in
+   reversed time.  This puts merges and short chunks at the end of the kernel.
 3. Fill.  Each filler partial gets an SM (deepest deadlines paired with the busiest tails) and then as many
-   KV tiles as fit between the kernel's start and the later of its deadline and its SM's tail.  T is the
-   smallest makespan at which every filler's tiles fit.  So the SMs that host the deep leaves of a long
-   sequence run its partials first and short sequences and merges after, and every SM ends near T.
+   KV tiles as fit between the kernel's start and the later of its deadline and its SM's tail; T is the
+   smallest makespan at which every filler's tiles fit.  The SMs that host the deep leaves of a long
+   sequence run its partials first and merges and short work after, and every SM ends near T.
+4. Whole sequences go, longest first, where the most time is left before T (LPT), ahead of the rest.
 
-Rollouts: a handful of shapes (which sequences fill, chunk size, fan-in) are planned, each giving T in closed
-form; the best plan is then timed on the task-level timeline (``plan.evaluate``) for its prediction.
+Rollouts: three shapes are planned (``candidates``: every long sequence fills a share of the SMs chosen by
+bisection on T, the others whole; the longest fills what short equal chunks of the rest leave; no filler,
+short equal chunks), each is timed on the task-level timeline (``plan.evaluate``, which tracks the
+simulator), and so is the static schedule; the fastest wins.  Queue order is planned start order: every
+wait points at work planned to end earlier, so the per-SM orders cannot deadlock.
 """
 
 from __future__ import annotations
@@ -90,6 +93,26 @@ def _solve_fill(starts: np.ndarray, tiles: int, c: _Costs) -> float:
     return t
 
 
+def _trim(n: np.ndarray, total: int) -> np.ndarray:
+    """Cut the largest entries of ``n`` down to a common level until they sum to ``total`` (the chunks that
+    would end latest give up tiles first, so a filler's SMs end together below T)."""
+    if n.sum() <= total:
+        return n
+    lo, hi = 0, int(n.max())  # smallest cap with sum(min(n, cap)) >= total
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if np.minimum(n, mid).sum() >= total:
+            hi = mid
+        else:
+            lo = mid + 1
+    out = np.minimum(n, lo)
+    excess = int(out.sum()) - total
+    if excess:
+        at_cap = np.flatnonzero(out == lo)
+        out[at_cap[len(at_cap) - excess :]] -= 1  # from the deepest (last) leaves first
+    return out
+
+
 def _plan(lens, tiles, num_sms: int, c: _Costs, m_fill: dict[int, int], chunk: int, k: int) -> dict:
     """One rollout: shape, tail, fill.  ``m_fill``: filler sequence -> its number of partials.
     Returns the plan with its makespan target ``T`` (ns)."""
@@ -150,14 +173,8 @@ def _plan(lens, tiles, num_sms: int, c: _Costs, m_fill: dict[int, int], chunk: i
             T = max(T, _solve_fill(st, int(tiles[i]), c))
         for i in fillers:
             st = np.asarray([start_of_leaf[(i, j)] for j in range(len(leaves[i]))])
-            n = np.floor(np.maximum((T - st - c.a_p) / c.tau, 0)).astype(np.int64)
-            surplus = int(n.sum() - tiles[i])
-            # trim from the largest chunks so the filler's SMs end together, below T
-            while surplus > 0:
-                j = int(np.argmax(n))
-                n[j] -= 1
-                surplus -= 1
-            leaves[i] = [int(x) for x in n]
+            n = _trim(np.floor(np.maximum((T - st - c.a_p) / c.tau, 0)).astype(np.int64), int(tiles[i]))
+            leaves[i] = n.tolist()
             for j, x in enumerate(n):
                 if x > 0:
                     s = sm_of_leaf[(i, j)]
@@ -182,8 +199,14 @@ def _materialise(plan: dict, lens, num_sms: int, c: _Costs):
     op, seq_of, kv0, kv1, inputs, final, sm_of, fstart = [], [], [], [], [], [], [], []
 
     def add(o, s, a, bnd, ins, f, sm, start):
-        for col, v in zip((op, seq_of, kv0, kv1, inputs, final, sm_of, fstart), (o, s, a, bnd, ins, f, sm, start)):
-            col.append(v)
+        op.append(o)
+        seq_of.append(s)
+        kv0.append(a)
+        kv1.append(bnd)
+        inputs.append(ins)
+        final.append(f)
+        sm_of.append(sm)
+        fstart.append(start)
         return len(op) - 1
 
     for i, tl in plan["leaves"].items():
