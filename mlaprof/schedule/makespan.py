@@ -24,6 +24,7 @@ wait points at work planned to end earlier, so the per-SM orders cannot deadlock
 from __future__ import annotations
 
 import heapq
+import math
 import time
 
 import numpy as np
@@ -73,43 +74,50 @@ def _tree(m: int, k: int) -> list[tuple[list[tuple[bool, int]], bool]]:
     return reds
 
 
-def _solve_fill(starts: np.ndarray, tiles: int, c: _Costs) -> float:
-    """Smallest T at which sum_l floor((T - start_l - a_p) / tau)^+ >= tiles."""
-    order = np.sort(starts)
+def _solve_fill(starts: list[float], tiles: int, c: _Costs) -> float:
+    """Smallest T at which sum_l floor((T - start_l - a_p) / tau)^+ >= tiles.  Plain Python: a filler has
+    from two to a few hundred leaves, where numpy's per-call cost would dominate."""
+    a, tau = c.a_p, c.tau
+    order = sorted(starts)
+    cum = [0.0]
+    for x in order:
+        cum.append(cum[-1] + x)
     # continuous solution over the leaves that get anything, then round up to whole tiles
     t = 0.0
     for n in range(len(order), 0, -1):
-        t = (tiles * c.tau + (order[:n] + c.a_p).sum()) / n
-        if t - order[n - 1] - c.a_p >= 0:
+        t = (tiles * tau + cum[n] + n * a) / n
+        if t - order[n - 1] - a >= 0:
             break
     for _ in range(4 * len(order) + 8):
-        x = (t - starts - c.a_p) / c.tau
-        have = np.floor(np.maximum(x, 0)).sum()
-        deficit = int(tiles - have)
+        xs = [(t - s - a) / tau for s in starts]
+        deficit = tiles - sum(int(x) for x in xs if x > 0)
         if deficit <= 0:
             return t
-        frac = np.sort(np.where(x > -1, x - np.floor(x), 0))[::-1]
-        t += (1.0 - frac[min(deficit, len(frac)) - 1]) * c.tau + 1e-6 if deficit <= len(frac) else c.tau
+        frac = sorted((x - math.floor(x) for x in xs if x > -1), reverse=True)
+        t += (1.0 - frac[deficit - 1]) * tau + 1e-6 if deficit <= len(frac) else tau
     return t
 
 
-def _trim(n: np.ndarray, total: int) -> np.ndarray:
+def _trim(n: list[int], total: int) -> list[int]:
     """Cut the largest entries of ``n`` down to a common level until they sum to ``total`` (the chunks that
     would end latest give up tiles first, so a filler's SMs end together below T)."""
-    if n.sum() <= total:
+    if sum(n) <= total:
         return n
-    lo, hi = 0, int(n.max())  # smallest cap with sum(min(n, cap)) >= total
+    lo, hi = 0, max(n)  # smallest cap with sum(min(n, cap)) >= total
     while lo < hi:
         mid = (lo + hi) // 2
-        if np.minimum(n, mid).sum() >= total:
+        if sum(x if x < mid else mid for x in n) >= total:
             hi = mid
         else:
             lo = mid + 1
-    out = np.minimum(n, lo)
-    excess = int(out.sum()) - total
-    if excess:
-        at_cap = np.flatnonzero(out == lo)
-        out[at_cap[len(at_cap) - excess :]] -= 1  # from the deepest (last) leaves first
+    out = [x if x < lo else lo for x in n]
+    excess = sum(out) - total
+    for j in range(len(out) - 1, -1, -1):  # from the deepest (last) leaves first
+        if excess == 0:
+            break
+        if out[j] == lo:
+            out[j] -= 1
+            excess -= 1
     return out
 
 
@@ -168,13 +176,13 @@ def _plan(lens, tiles, num_sms: int, c: _Costs, m_fill: dict[int, int], chunk: i
         for key, s in zip(keys, sms):
             sm_of_leaf[key] = int(s)
             start_of_leaf[key] = max(float(tail[s]), rho[key])
+        starts = {i: [start_of_leaf[(i, j)] for j in range(len(leaves[i]))] for i in fillers}
         for i in fillers:
-            st = np.asarray([start_of_leaf[(i, j)] for j in range(len(leaves[i]))])
-            T = max(T, _solve_fill(st, int(tiles[i]), c))
+            T = max(T, _solve_fill(starts[i], int(tiles[i]), c))
         for i in fillers:
-            st = np.asarray([start_of_leaf[(i, j)] for j in range(len(leaves[i]))])
-            n = _trim(np.floor(np.maximum((T - st - c.a_p) / c.tau, 0)).astype(np.int64), int(tiles[i]))
-            leaves[i] = n.tolist()
+            st = starts[i]
+            n = _trim([max(0, int((T - x - c.a_p) / c.tau)) for x in st], int(tiles[i]))
+            leaves[i] = n
             for j, x in enumerate(n):
                 if x > 0:
                     s = sm_of_leaf[(i, j)]
