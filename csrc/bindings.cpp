@@ -77,7 +77,8 @@ void launch(const at::Tensor& instructions, const at::Tensor& q, const at::Tenso
     g.event_capacity = static_cast<int>(events.size(1));
   }
   auto stream = c10::cuda::getCurrentCUDAStream();
-  cudaError_t err = mlaprof::launch_megakernel(g, static_cast<int>(instructions.size(0)), timing, stream);
+  cudaError_t err = mlaprof::launch_megakernel(g, b * q.size(1) * fmt::NUM_HEADS_Q, kv_cache.size(0) * fmt::PAGE_SIZE,
+                                                 static_cast<int>(instructions.size(0)), timing, stream);
   TORCH_CHECK(err == cudaSuccess, "megakernel launch failed: ", cudaGetErrorString(err));
 }
 

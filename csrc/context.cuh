@@ -7,36 +7,37 @@
 #include "ptx.cuh"
 #include "semaphore.cuh"
 #include "timing.cuh"
+#include "wgmma.cuh"
 
 namespace mlaprof {
 
 constexpr int kProducerWarps = 4;                         // one warpgroup (setmaxnreg works per warpgroup); warp 0 issues
 constexpr int kConsumerWarps = 8;                         // 16 rows x 512 cols of fp32 accumulators per 2 warps
 constexpr int kConsumerThreads = kConsumerWarps * 32;
+constexpr int kConsumerWarpgroups = kConsumerWarps / 4;
 constexpr int kThreads = (kProducerWarps + kConsumerWarps) * 32;
 constexpr int kProducerRegs = 40;                         // setmaxnreg: the producer only computes addresses
 constexpr int kConsumerRegs = 232;                        // 128 fp32 accumulators + fragments; 128*40 + 256*232 <= 64K
-constexpr int kStages = 3;                                // 3 x 36.9 KB tiles in flight + 73 KB of Q fit in 227 KB
+constexpr int kStages = 4;                                // 4 x 36.9 KB tiles in flight + 73.7 KB of Q fit in 227 KB
 constexpr int kTile = fmt::KV_TILE_TOKENS;
-constexpr int kRowPad = 8;                                // +16 B per smem row: ldmatrix rows land in distinct banks
-constexpr int kRowStride = fmt::HEAD_DIM_QK + kRowPad;    // bf16 elements per smem row of Q or KV
+constexpr int kChunkCols = 64;                            // one 128-byte swizzled row of bf16 per TMA box
+constexpr int kChunks = fmt::HEAD_DIM_QK / kChunkCols;    // 9 boxes per tile: 8 of latent (also V) + 1 of rope
+constexpr int kVChunks = fmt::HEAD_DIM_V / kChunkCols;    // V is the first 8 chunks of the same tile
+constexpr int kQRows = 64;                                // wgmma M: query rows are padded up to 64
+constexpr int kQChunkBytes = kQRows * kChunkCols * 2;     // 8 KB
+constexpr int kKVChunkBytes = kTile * kChunkCols * 2;     // 4 KB
 constexpr int kRowBytes = fmt::HEAD_DIM_QK * 2;           // 1152 B: one token's latent KV (or one query row)
-constexpr int kSStride = kTile + 4;                       // fp32 scores row: +16 B keeps float4 rows aligned
-constexpr int kSParts = 4;                                // split-K partial score buffers of 64 rows (or 8 of 32)
-constexpr int kPStride = kTile + 8;                       // bf16 probabilities row: 80 B keeps ldmatrix conflict-free
 constexpr int kConsumerBarrier = 1;                       // named barrier id for the consumer warps
+constexpr int kWarpgroupBarrier0 = 2;                     // + consumer warpgroup index: one warpgroup's barrier
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 
 
 
-struct alignas(128) Smem {
-  bf16 q[fmt::MAX_ROWS][kRowStride];
-  bf16 kv[kStages][kTile][kRowStride];
-  float s[kSParts * fmt::MAX_ROWS * kSStride];  // split-K partial scores, summed by the softmax
-  bf16 p[fmt::MAX_ROWS][kPStride];
-  float row_a[fmt::MAX_ROWS];                 // per tile: rescale factor; after the last tile: 1 / row sum
-  float row_b[fmt::MAX_ROWS];                 // after the last tile: natural-log LSE
+// Tiles as the copy engine writes them with 128-byte swizzle: [chunk][row][64 bf16], each chunk 1 KB aligned.
+struct alignas(1024) Smem {
+  bf16 q[kChunks][kQRows][kChunkCols];
+  bf16 kv[kStages][kChunks][kTile][kChunkCols];
   float red_w[fmt::MAX_ROWS][fmt::MAX_FANIN];  // reduction: weight of each input per row
   unsigned long long issue_ts[kStages + 1];   // producer's issue time per stage; [kStages] is Q's
   uint64_t full[kStages], empty[kStages], q_full, q_empty;
@@ -44,7 +45,8 @@ struct alignas(128) Smem {
   int flag;                                    // consumer leader -> consumer warps broadcast
 };
 
-static_assert(sizeof(Smem) <= 227 * 1024, "an H100 block has at most 227 KB of shared memory");
+constexpr int kSmemBytes = sizeof(Smem) + 1024;  // + slack to align the dynamic base to 1 KB (swizzle atoms)
+static_assert(kSmemBytes <= 227 * 1024, "an H100 block has at most 227 KB of shared memory");
 
 // A ring position: stage index and the mbarrier phase bit it is on.
 struct Ring {

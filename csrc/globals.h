@@ -1,5 +1,6 @@
 // Kernel arguments: plain data, so the host bindings (g++) and the device code (nvcc) share one definition.
 #pragma once
+#include <cuda.h>
 #include <cuda_bf16.h>
 
 namespace mlaprof {
@@ -12,6 +13,8 @@ struct KernelStatus {
 };
 
 struct Globals {
+  CUtensorMap q_map;        // q as [b*s_q*16, 576] bf16, 64x64 boxes, 128-byte swizzle (filled at launch)
+  CUtensorMap kv_map;       // kv_cache as [pages*64, 576] bf16, 32x64 boxes, 128-byte swizzle
   const int* instructions;  // [num_sms, max_instr, WORDS]
   int max_instr;
   const bf16* q;            // [b, s_q, h_q, d]

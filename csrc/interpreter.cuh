@@ -26,7 +26,8 @@ struct OpList {
 
 template <bool kTiming, typename Ops>
 __global__ void __launch_bounds__(kThreads, 1) interpreter_kernel(const __grid_constant__ Globals g) {
-  extern __shared__ __align__(128) unsigned char smem_raw[];
+  extern __shared__ __align__(128) unsigned char smem_dyn[];
+  unsigned char* smem_raw = reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(smem_dyn) + 1023) & ~uintptr_t(1023));
   Smem& s = *reinterpret_cast<Smem*>(smem_raw);
   const int tid = threadIdx.x;
 
@@ -36,10 +37,10 @@ __global__ void __launch_bounds__(kThreads, 1) interpreter_kernel(const __grid_c
   if (tid == 0) {
     for (int i = 0; i < kStages; ++i) {
       ptx::mbar_init(&s.full[i], 1);
-      ptx::mbar_init(&s.empty[i], 1);
+      ptx::mbar_init(&s.empty[i], kConsumerWarpgroups);
     }
     ptx::mbar_init(&s.q_full, 1);
-    ptx::mbar_init(&s.q_empty, 1);
+    ptx::mbar_init(&s.q_empty, kConsumerWarpgroups);
     s.abort = 0;
     ptx::fence_barrier_init();
   }

@@ -6,5 +6,7 @@
 namespace mlaprof {
 struct Globals;
 size_t smem_bytes();
-cudaError_t launch_megakernel(const Globals& g, int num_blocks, bool timing, cudaStream_t stream);
+// q_rows = b*s_q*16 and kv_rows = pages*64 size the tensor maps the kernel loads Q and KV tiles through.
+cudaError_t launch_megakernel(const Globals& g, long long q_rows, long long kv_rows, int num_blocks, bool timing,
+                              cudaStream_t stream);
 }  // namespace mlaprof

@@ -1,7 +1,9 @@
 // `partial`: attention of q_count query tokens x 16 heads over the KV range [kv_start, kv_end) of one
-// sequence. Producer: bulk-copies Q and 32-token KV tiles (one copy per token row, through the block table,
-// into padded smem rows). Consumers: S = Q K^T (mma.sync), online softmax, O += P V, then the output (final
-// bf16 + LSE) or an fp32 partial + LSE into a scratch slot, and the release of its semaphore.
+// sequence. Producer: TMA-loads Q (64 rows, padded) and 32-token KV tiles (aligned blocks of a page, found
+// through the block table) as 128-byte-swizzled boxes. Consumers: two warpgroups; each computes the full
+// 64x32 score tile S = Q K^T with wgmma (redundantly: cheaper than exchanging P), runs the online softmax in
+// registers, and accumulates its half of O (256 of the 512 V columns) with P taken from registers. Then the
+// output (final bf16 + LSE) or an fp32 partial + LSE into a scratch slot, and the release of its semaphore.
 #pragma once
 #include "../context.cuh"
 
@@ -9,95 +11,73 @@ namespace mlaprof {
 
 struct PartialOp {
   static constexpr int kOpcode = fmt::OP_PARTIAL;
+  static constexpr int kKSteps = fmt::HEAD_DIM_QK / 16;               // k16 steps of Q K^T
+  static constexpr int kStepsPerChunk = kChunkCols / 16;               // 4 k16 steps per 128-byte row
+  static constexpr int kColsPerWarpgroup = fmt::HEAD_DIM_V / kConsumerWarpgroups;  // 256
+  static constexpr int kONTiles = kColsPerWarpgroup / 8;              // 32 n8 tiles of accumulators
 
   __device__ static bool operands_ok(const Globals& g, const Instr& in) {
     if (!in.common_ok(g) || in.num_inputs != 0) return false;
     const int len = __ldg(g.seqlens + in.seq);
     return in.kv_start >= 0 && in.kv_start < in.kv_end && in.kv_end <= len;
   }
-  __device__ static int num_tiles(const Instr& in) { return (in.kv_end - in.kv_start + kTile - 1) / kTile; }
+  // Tiles are the aligned 32-token blocks that overlap the range: always inside one page.
+  __device__ static int first_tile(const Instr& in) { return in.kv_start / kTile; }
+  __device__ static int num_tiles(const Instr& in) { return (in.kv_end + kTile - 1) / kTile - first_tile(in); }
 
   // ---------------------------------------------------------------- producer (one warp)
   template <bool T>
   __device__ static bool produce(Ctx<T>& c, const Instr& in, int) {
     const Globals& g = c.g;
     Smem& s = c.s;
-    // Q: rows (token, head) of this sequence are contiguous in global memory.
     if (!c.producer_wait(&s.q_empty, c.q_phase ^ 1)) return false;
-    const int rows = in.rows();
-    const bf16* qsrc = g.q + (static_cast<long long>(in.seq) * g.s_q + in.q_start) * fmt::NUM_HEADS_Q * fmt::HEAD_DIM_QK;
     if (c.lane == 0) {
       if constexpr (T) s.issue_ts[kStages] = ptx::globaltimer();
-      ptx::mbar_arrive_expect_tx(&s.q_full, rows * kRowBytes);
+      ptx::mbar_arrive_expect_tx(&s.q_full, kChunks * kQChunkBytes);
     }
     __syncwarp();
-    for (int r = c.lane; r < rows; r += 32)
-      ptx::bulk_copy_g2s(&s.q[r][0], qsrc + static_cast<long long>(r) * fmt::HEAD_DIM_QK, kRowBytes, &s.q_full);
+    const int q_row = (in.seq * g.s_q + in.q_start) * fmt::NUM_HEADS_Q;  // rows past the tensor are zero-filled
+    if (c.lane < kChunks) wg::tma_load_2d(&s.q[c.lane][0][0], &g.q_map, c.lane * kChunkCols, q_row, &s.q_full);
     c.q_phase ^= 1;
 
     const int* table = g.block_table + static_cast<long long>(in.seq) * g.bt_stride;
-    const int tiles = num_tiles(in);
+    const int t0 = first_tile(in), tiles = num_tiles(in);
     for (int t = 0; t < tiles; ++t) {
       const int stage = c.ring.stage;
       if (!c.producer_wait(&s.empty[stage], c.ring.phase ^ 1)) return false;
-      const int tok0 = in.kv_start + t * kTile;
-      const int ntok = min(kTile, in.kv_end - tok0);
+      const int tok0 = (t0 + t) * kTile;
+      const int row = __ldg(table + tok0 / fmt::PAGE_SIZE) * fmt::PAGE_SIZE + tok0 % fmt::PAGE_SIZE;
       if (c.lane == 0) {
         if constexpr (T) s.issue_ts[stage] = ptx::globaltimer();
-        ptx::mbar_arrive_expect_tx(&s.full[stage], ntok * kRowBytes);
+        ptx::mbar_arrive_expect_tx(&s.full[stage], kChunks * kKVChunkBytes);
       }
       __syncwarp();
-      if (c.lane < ntok) {
-        const int tok = tok0 + c.lane;
-        const long long page = __ldg(table + tok / fmt::PAGE_SIZE);
-        const bf16* src = g.kv + (page * fmt::PAGE_SIZE + tok % fmt::PAGE_SIZE) * fmt::HEAD_DIM_QK;
-        ptx::bulk_copy_g2s(&s.kv[stage][c.lane][0], src, kRowBytes, &s.full[stage]);
-      }
+      if (c.lane < kChunks)
+        wg::tma_load_2d(&s.kv[stage][c.lane][0][0], &g.kv_map, c.lane * kChunkCols, row, &s.full[stage]);
       c.ring.advance();
     }
     return true;
   }
 
-  // ---------------------------------------------------------------- consumers (8 warps)
+  // ---------------------------------------------------------------- consumers (two warpgroups)
   template <bool T>
   __device__ static bool consume(Ctx<T>& c, const Instr& in, int instr) {
-    const int rows = in.rows();
-    if (rows <= 16) return consume_rb<1>(c, in, instr);
-    if (rows <= 32) return consume_rb<2>(c, in, instr);
-    return consume_rb<4>(c, in, instr);
-  }
-
-  // RB = row blocks of 16 (query rows padded up to 16, 32 or 64).
-  template <int RB, bool T>
-  __device__ static bool consume_rb(Ctx<T>& c, const Instr& in, int instr) {
     const Globals& g = c.g;
     Smem& s = c.s;
-    const int cw = c.warp - kProducerWarps;  // consumer warp 0..7
-    const int lane = c.lane, grp = lane >> 2, quad = lane & 3;
+    const int wg_idx = c.ctid / 128, wt = c.ctid % 128;
+    const int lane = c.lane, quad = lane & 3;
+    const int r0 = (wt / 32) * 16 + (lane >> 2), r1 = r0 + 8;  // this thread's two accumulator rows
     const int rows = in.rows();
     const int len = __ldg(g.seqlens + in.seq);
-    const int tiles = num_tiles(in);
+    const int t0 = first_tile(in), tiles = num_tiles(in);
+    // causal: the last position a row may see; rows past `rows` are padding and see nothing
+    const int limit0 = r0 < rows ? len - g.s_q + in.q_start + r0 / fmt::NUM_HEADS_Q : -1;
+    const int limit1 = r1 < rows ? len - g.s_q + in.q_start + r1 / fmt::NUM_HEADS_Q : -1;
 
-    // Phase-1 split: 64 rows -> 2 row groups x 4 K slices; 16 or 32 rows -> 1 row group x 8 K slices.
-    constexpr int kRowGroups = RB == 4 ? 4 : 1;
-    constexpr int kKSplit = kConsumerWarps / kRowGroups;
-    constexpr int kRBW = RB / kRowGroups;  // row blocks per warp in phase 1
-    constexpr int kKSteps = fmt::HEAD_DIM_QK / 16;
-    static_assert(kKSplit * RB * 16 <= kSParts * fmt::MAX_ROWS, "split-K score buffers do not fit");
-    // Phase-3 ownership: warp -> 64 output columns of all RB row blocks.
-    constexpr int kCols = fmt::HEAD_DIM_V / kConsumerWarps;
-    constexpr int kNT = kCols / 8;
-    const int o_col0 = cw * kCols;
-    float o[RB][kNT][4];
+    float o[kONTiles * 4];
 #pragma unroll
-    for (int i = 0; i < RB; ++i)
-#pragma unroll
-      for (int n = 0; n < kNT; ++n) o[i][n][0] = o[i][n][1] = o[i][n][2] = o[i][n][3] = 0.f;
-
-    // Phase-2 ownership: 4 threads per query row, 8 tokens each; the row's running max/sum stay in registers.
-    const int sm_row = c.ctid >> 2, sm_part = c.ctid & 3;
-    const int sm_tok_limit = len - g.s_q + in.q_start + sm_row / fmt::NUM_HEADS_Q;  // causal: last visible pos
-    float m_run = -INFINITY, l_run = 0.f;
+    for (int i = 0; i < kONTiles * 4; ++i) o[i] = 0.f;
+    float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
 
     ptx::mbar_wait(&s.q_full, c.q_phase);
     c.q_phase ^= 1;
@@ -108,161 +88,155 @@ struct PartialOp {
     for (int t = 0; t < tiles; ++t) {
       const int stage = c.ring.stage;
       ptx::mbar_wait(&s.full[stage], c.ring.phase);
-      unsigned long long t0 = 0;
+      unsigned long long tc = 0;
       if constexpr (T) {
         if (c.leader) {
-          t0 = c.rec.now();
-          c.record_load(instr, t, s.issue_ts[stage], t0);
+          tc = c.rec.now();
+          c.record_load(instr, t, s.issue_ts[stage], tc);
         }
       }
-      const bf16(*kv)[kRowStride] = s.kv[stage];
+      const int tok0 = (t0 + t) * kTile;
 
-      // ---- phase 1: S = Q K^T, split over K (head dim) so Q and K are each read from smem only 1-2 times:
-      // warp -> (row group of kRowsW rows, K slice kq); every warp covers all 32 tokens of the tile.
-      {
-        const int rg = cw / kKSplit, kq = cw % kKSplit;
-        // K slices of kKSteps / kKSplit steps, rounded up; a compile-time trip count lets the compiler
-        // unroll and load the next step's fragments while the current step's mma run.
-        constexpr int kMaxSteps = (kKSteps + kKSplit - 1) / kKSplit;
-        const int k0 = kq * kKSteps / kKSplit, k1 = (kq + 1) * kKSteps / kKSplit;
-        float acc[kRBW][4][4] = {};
+      // ---- S = Q K^T (64 x 32), both operands K-major in swizzled shared memory
+      float sc[16];
+      wg::fence();
 #pragma unroll
-        for (int j = 0; j < kMaxSteps; ++j) {
-          const int ks = k0 + j;
-          if (kKSteps % kKSplit != 0 && ks >= k1) break;
-          uint32_t a[kRBW][4], b[2][4];
-#pragma unroll
-          for (int i = 0; i < kRBW; ++i)
-            ptx::ldsm_x4(a[i], &s.q[(rg * kRBW + i) * 16 + (lane & 15)][ks * 16 + (lane >> 4) * 8]);
-#pragma unroll
-          for (int jj = 0; jj < 2; ++jj)
-            ptx::ldsm_x4(b[jj], &kv[jj * 16 + (lane >> 4) * 8 + (lane & 7)][ks * 16 + ((lane >> 3) & 1) * 8]);
-#pragma unroll
-          for (int i = 0; i < kRBW; ++i)
-#pragma unroll
-            for (int n = 0; n < 4; ++n) ptx::mma_bf16(acc[i][n], a[i], b[n >> 1][(n & 1) * 2], b[n >> 1][(n & 1) * 2 + 1]);
-        }
-        float* part = s.s + kq * (RB * 16) * kSStride;
-#pragma unroll
-        for (int i = 0; i < kRBW; ++i) {
-          const int r = (rg * kRBW + i) * 16 + grp;
-#pragma unroll
-          for (int n = 0; n < 4; ++n) {
-            *reinterpret_cast<float2*>(part + r * kSStride + n * 8 + quad * 2) = make_float2(acc[i][n][0], acc[i][n][1]);
-            *reinterpret_cast<float2*>(part + (r + 8) * kSStride + n * 8 + quad * 2) = make_float2(acc[i][n][2], acc[i][n][3]);
-          }
-        }
+      for (int ks = 0; ks < kKSteps; ++ks) {
+        const int chunk = ks / kStepsPerChunk, off = (ks % kStepsPerChunk) * 32;
+        const uint64_t a = wg::desc_sw128(reinterpret_cast<const char*>(&s.q[chunk][0][0]) + off, 16, wg::kSwizzleAtomBytes);
+        const uint64_t b = wg::desc_sw128(reinterpret_cast<const char*>(&s.kv[stage][chunk][0][0]) + off, 16, wg::kSwizzleAtomBytes);
+        wg::mma_64x32(sc, a, b, ks > 0);
       }
-      c.consumer_sync();
-      if (t == tiles - 1 && c.leader) ptx::mbar_arrive(&s.q_empty);  // Q is free: next instruction's Q may land
+      wg::commit();
+      wg::wait<0>();
+#pragma unroll
+      for (int i = 0; i < 16; ++i) wg::fence_operand(sc[i]);
+      if (t == tiles - 1 && wt == 0) ptx::mbar_arrive(&s.q_empty);  // Q no longer read: the next Q may land
 
-      // ---- phase 2: online softmax, one row per 4 threads
-      {
-        const int tok0 = in.kv_start + t * kTile + sm_part * 8;
-        float p[8];
-        float mx = -INFINITY;
-        const bool row_live = sm_row < rows;
+      // ---- online softmax in registers: sc[n*4 + {0,1}] is row r0, cols n*8 + 2*quad + {0,1}; {2,3} row r1
+      float mx0 = -INFINITY, mx1 = -INFINITY;
 #pragma unroll
-        for (int j = 0; j < 8; ++j) {
-          const int pos = tok0 + j;
-          const bool vis = row_live && pos < in.kv_end && pos <= sm_tok_limit;
-          float sc = 0.f;
+      for (int n = 0; n < 4; ++n) {
 #pragma unroll
-          for (int kq = 0; kq < kKSplit; ++kq) sc += s.s[(kq * (RB * 16) + (row_live ? sm_row : 0)) * kSStride + sm_part * 8 + j];
-          p[j] = vis ? sc * g.scale_log2 : -INFINITY;
-          mx = fmaxf(mx, p[j]);
+        for (int e = 0; e < 2; ++e) {
+          const int pos = tok0 + n * 8 + quad * 2 + e;
+          const bool in_range = pos >= in.kv_start && pos < in.kv_end;
+          sc[n * 4 + e] = (in_range && pos <= limit0) ? sc[n * 4 + e] * g.scale_log2 : -INFINITY;
+          sc[n * 4 + 2 + e] = (in_range && pos <= limit1) ? sc[n * 4 + 2 + e] * g.scale_log2 : -INFINITY;
+          mx0 = fmaxf(mx0, sc[n * 4 + e]);
+          mx1 = fmaxf(mx1, sc[n * 4 + 2 + e]);
         }
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 1));
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 2));
-        const float m_new = fmaxf(m_run, mx);
-        const float base = (m_new == -INFINITY) ? 0.f : m_new;  // all masked so far: p = 0, alpha = 1
-        const float alpha = (m_run == -INFINITY) ? (m_new == -INFINITY ? 1.f : 0.f) : exp2f(m_run - m_new);
-        float sum = 0.f;
-#pragma unroll
-        for (int j = 0; j < 8; ++j) {
-          p[j] = exp2f(p[j] - base);
-          sum += p[j];
-        }
-        sum += __shfl_xor_sync(0xffffffff, sum, 1);
-        sum += __shfl_xor_sync(0xffffffff, sum, 2);
-        l_run = l_run * alpha + sum;
-        m_run = m_new;
-        uint4 packed = make_uint4(ptx::pack_bf16(p[0], p[1]), ptx::pack_bf16(p[2], p[3]), ptx::pack_bf16(p[4], p[5]),
-                                  ptx::pack_bf16(p[6], p[7]));
-        *reinterpret_cast<uint4*>(&s.p[sm_row][sm_part * 8]) = packed;
-        if (sm_part == 0) s.row_a[sm_row] = alpha;
       }
-      c.consumer_sync();
+      mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffff, mx0, 1));
+      mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffff, mx0, 2));
+      mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffff, mx1, 1));
+      mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffff, mx1, 2));
+      const float mn0 = fmaxf(m0, mx0), mn1 = fmaxf(m1, mx1);
+      // all masked so far: p = 0 and nothing to rescale
+      const float b0 = mn0 == -INFINITY ? 0.f : mn0, b1 = mn1 == -INFINITY ? 0.f : mn1;
+      const float alpha0 = m0 == -INFINITY ? 1.f : exp2f(m0 - mn0), alpha1 = m1 == -INFINITY ? 1.f : exp2f(m1 - mn1);
+      float sum0 = 0.f, sum1 = 0.f;
+#pragma unroll
+      for (int n = 0; n < 4; ++n) {
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          sc[n * 4 + e] = exp2f(sc[n * 4 + e] - b0);
+          sc[n * 4 + 2 + e] = exp2f(sc[n * 4 + 2 + e] - b1);
+          sum0 += sc[n * 4 + e];
+          sum1 += sc[n * 4 + 2 + e];
+        }
+      }
+      sum0 += __shfl_xor_sync(0xffffffff, sum0, 1);
+      sum0 += __shfl_xor_sync(0xffffffff, sum0, 2);
+      sum1 += __shfl_xor_sync(0xffffffff, sum1, 1);
+      sum1 += __shfl_xor_sync(0xffffffff, sum1, 2);
+      l0 = l0 * alpha0 + sum0;
+      l1 = l1 * alpha1 + sum1;
+      m0 = mn0;
+      m1 = mn1;
+#pragma unroll
+      for (int n = 0; n < kONTiles; ++n) {
+        o[n * 4 + 0] *= alpha0;
+        o[n * 4 + 1] *= alpha0;
+        o[n * 4 + 2] *= alpha1;
+        o[n * 4 + 3] *= alpha1;
+      }
+      // P as the A operand of k16 step j: {row r0 k 0-7, row r1 k 0-7, row r0 k 8-15, row r1 k 8-15} pairs
+      uint32_t pa[2][4];
+#pragma unroll
+      for (int j = 0; j < 2; ++j) {
+        pa[j][0] = ptx::pack_bf16(sc[(2 * j) * 4 + 0], sc[(2 * j) * 4 + 1]);
+        pa[j][1] = ptx::pack_bf16(sc[(2 * j) * 4 + 2], sc[(2 * j) * 4 + 3]);
+        pa[j][2] = ptx::pack_bf16(sc[(2 * j + 1) * 4 + 0], sc[(2 * j + 1) * 4 + 1]);
+        pa[j][3] = ptx::pack_bf16(sc[(2 * j + 1) * 4 + 2], sc[(2 * j + 1) * 4 + 3]);
+      }
 
-      // ---- phase 3: O = O * alpha + P V; warp -> 64 output columns of every row, so V is read once.
-      {
-#pragma unroll
-        for (int i = 0; i < RB; ++i) {
-          const float a_lo = s.row_a[i * 16 + grp], a_hi = s.row_a[i * 16 + grp + 8];
-#pragma unroll
-          for (int n = 0; n < kNT; ++n) {
-            o[i][n][0] *= a_lo;
-            o[i][n][1] *= a_lo;
-            o[i][n][2] *= a_hi;
-            o[i][n][3] *= a_hi;
-          }
+      // Rows past the end of the sequence hold whatever the cache page holds (maybe NaN): P is 0 there, but
+      // 0 * NaN is NaN, so this warpgroup zeroes its V rows there (128-byte rows: the swizzle stays inside).
+      if (tok0 + kTile > len) {
+        const int dead0 = max(len - tok0, 0);
+        const int vecs = (kTile - dead0) * kVChunks / kConsumerWarpgroups * (kChunkCols * 2 / 16);
+        for (int v = wt; v < vecs; v += 128) {
+          const int per_chunk = (kTile - dead0) * 8;
+          const int chunk = wg_idx * (kVChunks / kConsumerWarpgroups) + v / per_chunk;
+          const int r = dead0 + (v % per_chunk) / 8, col = (v % 8) * 8;
+          *reinterpret_cast<uint4*>(&s.kv[stage][chunk][r][col]) = make_uint4(0, 0, 0, 0);
         }
-#pragma unroll
-        for (int ks = 0; ks < kTile / 16; ++ks) {
-          uint32_t pa[RB][4];
-#pragma unroll
-          for (int i = 0; i < RB; ++i) ptx::ldsm_x4(pa[i], &s.p[i * 16 + (lane & 15)][ks * 16 + (lane >> 4) * 8]);
-#pragma unroll
-          for (int np = 0; np < kNT / 2; ++np) {
-            uint32_t b[4];
-            ptx::ldsm_x4_trans(b, &kv[ks * 16 + (lane & 7) + ((lane >> 3) & 1) * 8][o_col0 + np * 16 + (lane >> 4) * 8]);
-#pragma unroll
-            for (int i = 0; i < RB; ++i) {
-              ptx::mma_bf16(o[i][2 * np], pa[i], b[0], b[1]);
-              ptx::mma_bf16(o[i][2 * np + 1], pa[i], b[2], b[3]);
-            }
-          }
-        }
+        ptx::fence_proxy_async();  // generic stores, then the tensor cores read them
+        ptx::named_barrier(kWarpgroupBarrier0 + wg_idx, 128);
       }
-      c.consumer_sync();  // every warp is done with this stage, S and P
-      if (c.leader) ptx::mbar_arrive(&s.empty[stage]);
+
+      // ---- O[:, this warpgroup's 256 columns] += P V; V is MN-major (dv contiguous) in the same tile
+      wg::fence();
+#pragma unroll
+      for (int j = 0; j < 2; ++j) {
+        const char* vb = reinterpret_cast<const char*>(&s.kv[stage][wg_idx * (kVChunks / kConsumerWarpgroups)][j * 16][0]);
+        wg::mma_64x256_rs(o, pa[j], wg::desc_sw128(vb, kKVChunkBytes, wg::kSwizzleAtomBytes));
+      }
+      wg::commit();
+      wg::wait<0>();
+#pragma unroll
+      for (int i = 0; i < kONTiles * 4; ++i) wg::fence_operand(o[i]);
+      if (wt == 0) ptx::mbar_arrive(&s.empty[stage]);
       if constexpr (T) {
-        if (c.leader) c.rec.record(fmt::KIND_COMPUTE, fmt::ROLE_CONSUMER, instr, t, t0, c.rec.now());
+        if (c.leader) c.rec.record(fmt::KIND_COMPUTE, fmt::ROLE_CONSUMER, instr, t, tc, c.rec.now());
       }
       c.ring.advance();
     }
 
-    // ---- epilogue: normalise and store
+    // ---- epilogue: normalise and store this warpgroup's columns
     unsigned long long t_store = 0;
     if constexpr (T) {
       if (c.leader) t_store = c.rec.now();
     }
-    if (sm_part == 0 && sm_row < rows) {
-      const bool empty_row = l_run == 0.f;  // every position of this range is masked for this row
-      const float lse = empty_row ? -INFINITY : (m_run + log2f(l_run)) * kLn2;
-      s.row_a[sm_row] = empty_row ? 0.f : 1.f / l_run;
-      if (in.out_slot == fmt::NO_SLOT) g.out_lse[in.out_row(g, sm_row)] = lse;
-      else g.scratch_lse[in.slot_row(in.out_slot, sm_row)] = lse;
+    const float inv0 = l0 > 0.f ? 1.f / l0 : 0.f, inv1 = l1 > 0.f ? 1.f / l1 : 0.f;
+    if (wg_idx == 0 && quad == 0) {  // an all-masked row of this range has LSE -inf and O 0
+      const float lse0 = l0 > 0.f ? (m0 + log2f(l0)) * kLn2 : -INFINITY;
+      const float lse1 = l1 > 0.f ? (m1 + log2f(l1)) * kLn2 : -INFINITY;
+      if (in.out_slot == fmt::NO_SLOT) {
+        if (r0 < rows) g.out_lse[in.out_row(g, r0)] = lse0;
+        if (r1 < rows) g.out_lse[in.out_row(g, r1)] = lse1;
+      } else {
+        if (r0 < rows) __stcg(g.scratch_lse + in.slot_row(in.out_slot, r0), lse0);
+        if (r1 < rows) __stcg(g.scratch_lse + in.slot_row(in.out_slot, r1), lse1);
+      }
     }
-    c.consumer_sync();
+    const int col0 = wg_idx * kColsPerWarpgroup + quad * 2;
 #pragma unroll
-    for (int i = 0; i < RB; ++i) {
+    for (int half = 0; half < 2; ++half) {
+      const int r = half ? r1 : r0;
+      const float inv = half ? inv1 : inv0;
+      if (r >= rows) continue;
+      if (in.out_slot == fmt::NO_SLOT) {
+        bf16* dst = g.out + in.out_row(g, r) * fmt::HEAD_DIM_V + col0;
 #pragma unroll
-      for (int half = 0; half < 2; ++half) {
-        const int r = i * 16 + grp + half * 8;
-        if (r >= rows) continue;
-        const float inv = s.row_a[r];
-        if (in.out_slot == fmt::NO_SLOT) {
-          bf16* dst = g.out + in.out_row(g, r) * fmt::HEAD_DIM_V + o_col0 + quad * 2;
+        for (int n = 0; n < kONTiles; ++n)
+          *reinterpret_cast<uint32_t*>(dst + n * 8) = ptx::pack_bf16(o[n * 4 + half * 2] * inv, o[n * 4 + half * 2 + 1] * inv);
+      } else {
+        float* dst = g.scratch_o + in.slot_row(in.out_slot, r) * fmt::HEAD_DIM_V + col0;
 #pragma unroll
-          for (int n = 0; n < kNT; ++n)
-            *reinterpret_cast<uint32_t*>(dst + n * 8) = ptx::pack_bf16(o[i][n][half * 2] * inv, o[i][n][half * 2 + 1] * inv);
-        } else {
-          float* dst = g.scratch_o + in.slot_row(in.out_slot, r) * fmt::HEAD_DIM_V + o_col0 + quad * 2;
-#pragma unroll
-          for (int n = 0; n < kNT; ++n)
-            __stcg(reinterpret_cast<float2*>(dst + n * 8), make_float2(o[i][n][half * 2] * inv, o[i][n][half * 2 + 1] * inv));
-        }
+        for (int n = 0; n < kONTiles; ++n)
+          __stcg(reinterpret_cast<float2*>(dst + n * 8), make_float2(o[n * 4 + half * 2] * inv, o[n * 4 + half * 2 + 1] * inv));
       }
     }
     c.consumer_sync();  // every thread's stores precede the leader's gpu-scope release (cf. grid sync)
