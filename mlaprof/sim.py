@@ -101,15 +101,13 @@ def _tile_loop_np(loads, comps, prod, cons, ring, g, stages):
     ready = np.full(n, -np.inf)
     ready[: min(n, stages)] = [ring[(g + u) % stages] for u in range(min(n, stages))]
     base = ready.copy()
-    le = None
+    cl_ex, cc_ex = cl - loads, cc - comps
     for _ in range(64):
-        y = np.maximum.accumulate(np.concatenate([[prod], ready - (cl - loads)]))[1:]
-        new_le = y + cl
-        z = np.maximum.accumulate(np.concatenate([[cons], new_le - (cc - comps)]))[1:]
-        ce = z + cc
-        if le is not None and np.array_equal(new_le, le):
+        le = np.maximum.accumulate(np.concatenate([[prod], ready - cl_ex]))[1:] + cl
+        ce = np.maximum.accumulate(np.concatenate([[cons], le - cc_ex]))[1:] + cc
+        # a fixed point once every load u >= stages starts after the compute that frees its buffer
+        if (ce[:-stages] <= (le - loads)[stages:]).all():
             break
-        le = new_le
         ready = base.copy()
         ready[stages:] = np.maximum(base[stages:], ce[:-stages])
     else:
