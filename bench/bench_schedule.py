@@ -107,13 +107,14 @@ def markdown(res: dict) -> str:
         f"(shared with other jobs), Python {res['machine']['python']}.  {res['repeat']} calls per median; "
         f"{NUM_SMS} SMs; default cost model.  Produced by `python bench/bench_schedule.py`.",
         "",
-        "| workload | static ms | makespan ms | sim ms (static / makespan) | static us | makespan us | change |",
+        "| workload | static ms, median (min) | makespan ms, median (min) | sim ms (static / makespan) | static us | makespan us | change |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in res["workloads"]:
         s, m = r["static"], r["makespan"]
         lines.append(
-            f"| {r['workload']} | {s['schedule_ms_median']:.2f} | {m['schedule_ms_median']:.2f} | "
+            f"| {r['workload']} | {s['schedule_ms_median']:.2f} ({s['schedule_ms_min']:.2f}) | "
+            f"{m['schedule_ms_median']:.2f} ({m['schedule_ms_min']:.2f}) | "
             f"{s['sim_ms_median']:.1f} / {m['sim_ms_median']:.1f} | {s['simulated_makespan_us']:.2f} | "
             f"{m['simulated_makespan_us']:.2f} | {r['makespan_vs_static_pct']:+.1f}% |"
         )
