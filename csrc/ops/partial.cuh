@@ -15,6 +15,8 @@ struct PartialOp {
   static constexpr int kStepsPerChunk = kChunkCols / 16;               // 4 k16 steps per 128-byte row
   static constexpr int kColsPerWarpgroup = fmt::HEAD_DIM_V / kConsumerWarpgroups;  // 256
   static constexpr int kONTiles = kColsPerWarpgroup / 8;              // 32 n8 tiles of accumulators
+  static constexpr int kSChains = 1;  // independent score accumulators; 2 measured slower (register spills)
+  static_assert(kKSteps % kSChains == 0, "k16 steps must split evenly over the score chains");
 
   __device__ static bool operands_ok(const Globals& g, const Instr& in) {
     if (!in.common_ok(g) || in.num_inputs != 0) return false;
@@ -97,20 +99,37 @@ struct PartialOp {
       }
       const int tok0 = (t0 + t) * kTile;
 
-      // ---- S = Q K^T (64 x 32), both operands K-major in swizzled shared memory
-      float sc[16];
+      // ---- S = Q K^T (64 x 32), both operands K-major in swizzled shared memory. The k16 steps alternate
+      // between kSChains independent accumulators so consecutive wgmma do not wait on each other.
+      float sc[16], sc_chain[kSChains > 1 ? kSChains - 1 : 1][16];
+      // Descriptors advance by adding (byte offset >> 4) to the start-address field. The bases are made opaque
+      // each tile so the compiler cannot hoist 72 loop-invariant 64-bit descriptors into registers.
+      uint64_t qd = wg::desc_sw128(&s.q[0][0][0], 16, wg::kSwizzleAtomBytes);
+      uint64_t kd = wg::desc_sw128(&s.kv[stage][0][0][0], 16, wg::kSwizzleAtomBytes);
+      asm volatile("" : "+l"(qd), "+l"(kd));
       wg::fence();
 #pragma unroll
-      for (int ks = 0; ks < kKSteps; ++ks) {
-        const int chunk = ks / kStepsPerChunk, off = (ks % kStepsPerChunk) * 32;
-        const uint64_t a = wg::desc_sw128(reinterpret_cast<const char*>(&s.q[chunk][0][0]) + off, 16, wg::kSwizzleAtomBytes);
-        const uint64_t b = wg::desc_sw128(reinterpret_cast<const char*>(&s.kv[stage][chunk][0][0]) + off, 16, wg::kSwizzleAtomBytes);
-        wg::mma_64x32(sc, a, b, ks > 0);
+      for (int ks0 = 0; ks0 < kKSteps; ks0 += kSChains) {
+#pragma unroll
+        for (int j = 0; j < kSChains; ++j) {
+          const int ks = ks0 + j;
+          const int chunk = ks / kStepsPerChunk, off = (ks % kStepsPerChunk) * 32;
+          const uint64_t a = qd + ((chunk * kQChunkBytes + off) >> 4);
+          const uint64_t b = kd + ((chunk * kKVChunkBytes + off) >> 4);
+          wg::mma_64x32(j == 0 ? sc : sc_chain[j - 1], a, b, ks0 > 0);
+        }
       }
       wg::commit();
       wg::wait<0>();
 #pragma unroll
-      for (int i = 0; i < 16; ++i) wg::fence_operand(sc[i]);
+      for (int i = 0; i < 16; ++i) {
+        wg::fence_operand(sc[i]);
+#pragma unroll
+        for (int j = 0; j < kSChains - 1; ++j) {
+          wg::fence_operand(sc_chain[j][i]);
+          sc[i] += sc_chain[j][i];
+        }
+      }
       if (t == tiles - 1 && wt == 0) ptx::mbar_arrive(&s.q_empty);  // Q no longer read: the next Q may land
 
       // ---- online softmax in registers: sc[n*4 + {0,1}] is row r0, cols n*8 + 2*quad + {0,1}; {2,3} row r1
