@@ -67,23 +67,30 @@ def evaluate(op, kv_len, fanin, final, inputs, queues, rows: int, cost: CostMode
         q = queues[sm]
         while ptr[sm] < len(q):
             t = q[ptr[sm]]
-            blocker = next((i for i in inputs[t] if not done[i]), None)
-            if blocker is not None:
-                waiters.setdefault(blocker, []).append(sm)
-                break
             s0 = cons[sm]
             issue = s0 + setup
-            for i in inputs[t]:
-                if end[i] + lat > issue:
-                    issue = end[i] + lat
             if partial[t]:
                 ls = prod[sm] if prod[sm] > qfree[sm] else qfree[sm]
                 le = ls + loads[t]
-                c0 = max(issue, ls + first_load[t])
-                ce = max(c0 + comps[t], le + last_comp[t])
-                prod[sm] = max(le, ce - ahead)  # stage buffers bound how far loads run ahead of compute
+                c0 = ls + first_load[t]
+                if issue > c0:
+                    c0 = issue
+                ce = c0 + comps[t]
+                if le + last_comp[t] > ce:
+                    ce = le + last_comp[t]
+                prod[sm] = le if le > ce - ahead else ce - ahead  # stage buffers bound how far loads run ahead
                 qfree[sm] = ce - last_comp[t]
             else:
+                blocker = -1
+                for i in inputs[t]:
+                    if not done[i]:
+                        blocker = i
+                        break
+                    if end[i] + lat > issue:
+                        issue = end[i] + lat
+                if blocker >= 0:
+                    waiters.setdefault(blocker, []).append(sm)
+                    break
                 ce = issue + merge[t]
             e = ce + store[t]
             start[t], end[t] = s0, e
