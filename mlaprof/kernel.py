@@ -28,7 +28,7 @@ NVCC_FLAGS = (
 )
 
 
-HOST_ENQUEUE_COVER_CYCLES = 200_000  # ~100 µs at 2 GHz: longer than a Python-side launch takes to enqueue
+HOST_ENQUEUE_COVER_CYCLES = 1_000_000  # ~0.5 ms at 2 GHz: longer than a Python-side launch takes to enqueue
 
 
 class NoGpuError(UserError):
