@@ -51,49 +51,59 @@ def register(app, store: TraceStore) -> None:
                 panels.summary_cards(an), figures.sm_states_figure(an), figures.kind_totals_figure(an),
                 figures.duration_histogram_figure(an), [])
 
+    # zoom/pan -> view store -> figure: a relayout that changes nothing (plotly's {"autosize": true} after each
+    # draw) must not re-run the figure callback, since Dash drops the answer of a call overtaken by another
     @app.callback(
-        Output(IDS["gantt"], "figure"), Output(IDS["gantt_view"], "data"), Output(IDS["gantt_status"], "children"),
-        Input(IDS["a"], "value"), *_FILTERS, Input(IDS["gantt"], "relayoutData"), State(IDS["gantt_view"], "data"),
+        Output(IDS["gantt_view"], "data"),
+        Input(IDS["a"], "value"), Input(IDS["gantt"], "relayoutData"), State(IDS["gantt_view"], "data"),
     )
-    def gantt(rel, kinds, opcodes, sms, seqs, flags, relayout, view_json):
-        view = View() if ctx.triggered_id == IDS["a"] else View.from_json(view_json)
-        if ctx.triggered_id == IDS["gantt"]:
-            before = view
-            view = update_view(view, relayout, x_axes=("xaxis",), y_axes=("yaxis",))
-            if view == before:  # e.g. plotly's {"autosize": true} after the first draw: nothing to redo
-                return no_update, no_update, no_update
+    def gantt_view(_rel, relayout, view_json):
+        old = View.from_json(view_json)
+        new = View() if ctx.triggered_id == IDS["a"] else update_view(old, relayout, ("xaxis",), ("yaxis",))
+        return no_update if new == old and view_json else new.to_json()
+
+    @app.callback(
+        Output(IDS["gantt"], "figure"), Output(IDS["gantt_status"], "children"),
+        Input(IDS["a"], "value"), *_FILTERS, Input(IDS["gantt_view"], "data"),
+    )
+    def gantt(rel, kinds, opcodes, sms, seqs, flags, view_json):
         try:
             ld = store.load(rel) if rel else None
         except UserError:
             ld = None  # the summary callback shows the error card
         if ld is None:
-            return _EMPTY, View().to_json(), ""
-        fig, info = figures.gantt_figure(ld.gantt, panels.filters(kinds, opcodes, sms, seqs, flags), view)
-        return fig, view.to_json(), f"{rel}: {figures.describe(info)}"
+            return _EMPTY, ""
+        fig, info = figures.gantt_figure(ld.gantt, panels.filters(kinds, opcodes, sms, seqs, flags),
+                                         View.from_json(view_json))
+        return fig, f"{rel}: {figures.describe(info)}"
 
     @app.callback(
-        Output(IDS["diff"], "figure"), Output(IDS["diff_view"], "data"), Output(IDS["diff_status"], "children"),
-        Output(IDS["diff_error"], "children"), Output(IDS["diff_tables"], "children"),
-        Input(IDS["tabs"], "value"), Input(IDS["a"], "value"), Input(IDS["b"], "value"), *_FILTERS,
-        Input(IDS["diff"], "relayoutData"), State(IDS["diff_view"], "data"),
+        Output(IDS["diff_view"], "data"),
+        Input(IDS["a"], "value"), Input(IDS["b"], "value"), Input(IDS["diff"], "relayoutData"),
+        State(IDS["diff_view"], "data"),
     )
-    def diff_view(tab, rel_a, rel_b, kinds, opcodes, sms, seqs, flags, relayout, view_json):
+    def diff_view(_a, _b, relayout, view_json):
+        old = View.from_json(view_json)
+        new = update_view(old, relayout, ("xaxis", "xaxis2"), ()) if ctx.triggered_id == IDS["diff"] else View()
+        return no_update if new == old and view_json else new.to_json()
+
+    @app.callback(
+        Output(IDS["diff"], "figure"), Output(IDS["diff_status"], "children"), Output(IDS["diff_error"], "children"),
+        Output(IDS["diff_tables"], "children"),
+        Input(IDS["tabs"], "value"), Input(IDS["a"], "value"), Input(IDS["b"], "value"), *_FILTERS,
+        Input(IDS["diff_view"], "data"),
+    )
+    def diff(tab, rel_a, rel_b, kinds, opcodes, sms, seqs, flags, view_json):
         if tab != "diff":
-            return no_update, no_update, no_update, no_update, no_update
+            return no_update, no_update, no_update, no_update
         if not rel_a or not rel_b:
-            return _EMPTY, View().to_json(), "Pick trace A and a trace B to compare (the two dropdowns above).", [], []
-        view = View.from_json(view_json) if ctx.triggered_id not in (IDS["a"], IDS["b"]) else View()
-        if ctx.triggered_id == IDS["diff"]:
-            before = view
-            view = update_view(view, relayout, x_axes=("xaxis", "xaxis2"), y_axes=())
-            if view == before:
-                return no_update, no_update, no_update, no_update, no_update
+            return _EMPTY, "Pick trace A and a trace B to compare (the two dropdowns above).", [], []
         try:
             a, b = store.load(rel_a), store.load(rel_b)
             d = store.diff(rel_a, rel_b)
         except UserError as e:
-            return _EMPTY, View().to_json(), "", [panels.error_card(str(e), "This comparison cannot be shown")], []
+            return _EMPTY, "", [panels.error_card(str(e), "This comparison cannot be shown")], []
         fig, info_a, info_b = figures.diff_figure(a.gantt, b.gantt, panels.filters(kinds, opcodes, sms, seqs, flags),
-                                                  view)
+                                                  View.from_json(view_json))
         status = f"A: {figures.describe(info_a)} | B: {figures.describe(info_b)}"
-        return fig, view.to_json(), status, [], panels.diff_tables(d)
+        return fig, status, [], panels.diff_tables(d)

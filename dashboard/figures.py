@@ -212,7 +212,7 @@ def describe(info: dict) -> str:
     if info["raw"]:
         return f"{info['visible_spans']:,} spans drawn one by one (hover shows each span's instruction)"
     return (f"{info['visible_spans']:,} spans aggregated into {info['bars']:,} bars of {info['bucket_us']:.3g} µs "
-            f"buckets (dominant kind per bucket); zoom in below {lod.RAW_LIMIT:,} spans for per-span details")
+            f"buckets (the kind most visible in each); zoom in below {lod.RAW_LIMIT:,} spans for per-span details")
 
 
 def _height(data: GanttData, f: Filters, rows: tuple[int, int] | None = None) -> int:

@@ -60,7 +60,7 @@ def _busy_share(an: analysis.Analysis) -> float | None:
 def _row(rel: str, ld: Loaded) -> Row:
     m, an = ld.trace.meta, ld.analysis
     return Row(path=rel, ok=True, workload=str(m.workload.get("name", "?")), scheduler=m.scheduler,
-               gpu=m.gpu_name or "?", source=m.source, date=(m.created or "")[:19].replace("T", " "),
+               gpu=m.gpu_name or "—", source=m.source, date=(m.created or "")[:19].replace("T", " "),
                spans=an.num_spans, makespan_us=an.makespan_us, kernel_us=m.kernel_time_us, busy_pct=_busy_share(an))
 
 

@@ -1,0 +1,271 @@
+"""Dashboard Gantt at 10k, 100k and 1M spans: our WebGL + level-of-detail figure against plotly.express.timeline.
+
+For each size (a synthetic 132-SM trace, ``dashboard.synthetic``) it measures, best of ``--repeat`` runs:
+
+* ours: preparing the trace's arrays (once per trace, cached by the app), building the full-view figure,
+  encoding it to JSON the way Dash does (``plotly.io.json.to_json_plotly``), the JSON size; and the same for a
+  zoom onto 5% of the makespan (what a zoom/pan callback costs);
+* px.timeline on the same bars (every span but the INSTRUCTION ones, coloured by kind, y = SM): figure build,
+  ``fig.to_json()`` and its size.  Sizes above ``--px-max`` are not run: they are extrapolated linearly from
+  the largest size that was run, and marked ``extrapolated`` in the results;
+* in headless chromium when it is installed (``--browser``): time for Plotly.newPlot of each figure's JSON to
+  draw, and the dashboard's first paint for the largest trace (page load with a fresh server to the Gantt
+  drawn).  Note that headless chromium here renders WebGL in software (SwiftShader) on the CPU.
+
+Writes ``bench/results/dashboard_bench.json`` and ``.md``.  Run: ``python bench/bench_dashboard.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import gc
+import json
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import plotly
+import plotly.express as px
+import plotly.io as pio
+import pyarrow as pa
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from dashboard import figures, lod  # noqa: E402
+from dashboard.data import BAR_KINDS, Filters, GanttData  # noqa: E402
+from dashboard.synthetic import synthesize  # noqa: E402
+from dashboard.view import View  # noqa: E402
+from mlaprof.trace.io import Trace, write_trace  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+
+
+def best_of(fn, repeat: int):
+    best, out = float("inf"), None
+    for _ in range(repeat):
+        gc.collect()
+        t = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t)
+    return best, out
+
+
+def bench_ours(trace: Trace, repeat: int) -> dict:
+    prep_s, data = best_of(lambda: GanttData.of(trace, "bench"), repeat)
+    res = {"prepare_s": prep_s}
+    for name, view in (("full", View()), ("zoom5pct", View(x=(0.45 * data.makespan_us, 0.50 * data.makespan_us)))):
+        build_s, (fig, info) = best_of(lambda: figures.gantt_figure(data, Filters(), view), repeat)
+        json_s, js = best_of(lambda: pio.json.to_json_plotly(fig), repeat)
+        res[name] = {"build_s": build_s, "json_s": json_s, "total_s": build_s + json_s, "json_bytes": len(js),
+                     "raw": info["raw"], "visible_spans": info["visible_spans"], "bars": info["bars"]}
+        res[name]["_json"] = js
+    return res
+
+
+def px_table(trace: Trace) -> pa.Table:
+    """The bars px.timeline draws: start/end as datetimes (px.timeline needs dates), SM, kind."""
+    kind = trace.col("kind")
+    keep = np.isin(kind, BAR_KINDS)
+    start = trace.col("start_ns")[keep].astype("datetime64[ns]")
+    end = trace.col("end_ns")[keep].astype("datetime64[ns]")
+    return pa.table({"start": pa.array(start), "end": pa.array(end), "sm": pa.array(trace.col("sm")[keep]),
+                     "kind": pa.array(kind[keep].astype(str))})
+
+
+def bench_px(trace: Trace, repeat: int) -> dict:
+    table = px_table(trace)
+    build_s, fig = best_of(lambda: px.timeline(table, x_start="start", x_end="end", y="sm", color="kind"), repeat)
+    json_s, js = best_of(lambda: fig.to_json(), repeat)
+    return {"build_s": build_s, "json_s": json_s, "total_s": build_s + json_s, "json_bytes": len(js),
+            "bars": table.num_rows, "extrapolated": False, "_json": js}
+
+
+# ---- browser (optional) --------------------------------------------------------------------------------------
+
+def _driver():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+
+    o = Options()
+    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+              "--enable-unsafe-swiftshader", "--window-size=1500,1900", "--allow-file-access-from-files"):
+        o.add_argument(a)
+    d = webdriver.Chrome(options=o)
+    d.set_script_timeout(300)
+    return d
+
+
+def browser_render_s(driver, fig_json: str, tmp: Path, timeout_s: float) -> float | None:
+    """Seconds for Plotly.newPlot of this figure JSON to draw (None: over ``timeout_s``)."""
+    plotly_js = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+    page = tmp / "page.html"
+    page.write_text(f"<html><body><div id='g' style='width:1400px'></div><script src='{plotly_js.as_uri()}'></script>"
+                    "</body></html>")
+    driver.get(page.as_uri())
+    driver.set_script_timeout(timeout_s)
+    try:  # the JSON goes in as a string argument; parsing it is not timed, drawing is
+        ms = driver.execute_async_script("""
+        const cb = arguments[arguments.length - 1];
+        const fig = JSON.parse(arguments[0]);
+        const t0 = performance.now();
+        Plotly.newPlot('g', fig.data, fig.layout).then(() => requestAnimationFrame(() => requestAnimationFrame(
+          () => cb(performance.now() - t0))));""", fig_json)
+    except Exception:  # noqa: BLE001 - script timeout: the figure took too long to draw
+        return None
+    return ms / 1000.0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def first_paint_s(driver, folder: Path) -> dict:
+    """Fresh server over ``folder`` (one trace): page navigation -> Gantt drawn, and the server's share."""
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "dashboard", str(folder), "--no-browser", "--port", str(port)],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        t = time.perf_counter()
+        driver.get(f"http://127.0.0.1:{port}/")
+        driver.set_script_timeout(120)
+        driver.execute_async_script("""
+        const cb = arguments[arguments.length - 1];
+        (function poll() {
+          const g = document.querySelector('#gantt .js-plotly-plot');
+          if (g && g._fullData && g._fullData.length) requestAnimationFrame(() => requestAnimationFrame(() => cb(1)));
+          else setTimeout(poll, 20);
+        })();""")
+        total = time.perf_counter() - t
+        timing = driver.execute_script(
+            "return performance.getEntriesByType('resource').filter(e => e.name.includes('_dash-update-component'))"
+            ".map(e => [e.startTime, e.responseEnd, e.transferSize]);")
+        gantt = max(timing, key=lambda e: e[2]) if timing else None
+        return {"page_to_gantt_s": total, "gantt_request_s": (gantt[1] - gantt[0]) / 1000 if gantt else None,
+                "gantt_response_bytes": gantt[2] if gantt else None}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+# ---- report ---------------------------------------------------------------------------------------------------
+
+def _fmt_s(v) -> str:
+    return "n/a" if v is None else (f"{v * 1000:.0f} ms" if v < 1 else f"{v:.2f} s")
+
+
+def _fmt_b(v) -> str:
+    return "n/a" if v is None else (f"{v / 1e6:.2f} MB" if v >= 1e5 else f"{v / 1e3:.0f} kB")
+
+
+def markdown(res: dict) -> str:
+    lines = [
+        "# Dashboard Gantt: figure build time and JSON size", "",
+        f"{res['when']} on {res['machine']}; plotly {res['plotly']}; best of {res['repeat']}. "
+        f"Synthetic 132-SM traces (`dashboard.synthetic`); px.timeline draws the same bars (all but INSTRUCTION "
+        f"spans). Ours = full-view figure (level of detail: raw below {lod.RAW_LIMIT:,} visible spans, else "
+        f"{lod.BUCKETS} buckets per view) + JSON as Dash encodes it. Browser times: headless chromium "
+        f"with software WebGL (SwiftShader) on this CPU-only machine.", "",
+        "| spans | ours: build + JSON | ours: JSON | ours: bars drawn | zoom 5%: build + JSON | px.timeline: build + JSON "
+        "| px: JSON | speed-up | ours: draw in browser | px: draw in browser |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in res["sizes"]:
+        o, z, p = r["ours"]["full"], r["ours"]["zoom5pct"], r["px"]
+        mark = " (extrapolated)" if p["extrapolated"] else ""
+        lines.append(
+            f"| {r['spans']:,} | {_fmt_s(o['total_s'])} | {_fmt_b(o['json_bytes'])} | {o['bars']:,}"
+            f"{'' if o['raw'] else ' (aggregated)'} | {_fmt_s(z['total_s'])} | {_fmt_s(p['total_s'])}{mark} | "
+            f"{_fmt_b(p['json_bytes'])}{mark} | {p['total_s'] / o['total_s']:.0f}x{mark} | "
+            f"{_fmt_s(r.get('browser_ours_s'))} | {_fmt_s(r.get('browser_px_s')) if 'browser_px_s' in r else 'not run'} |")
+    fp = res.get("first_paint")
+    lines += ["", "Preparing a trace's arrays (once per trace, then cached): " + ", ".join(
+        f"{r['spans']:,}: {_fmt_s(r['ours']['prepare_s'])}" for r in res["sizes"]) + "."]
+    if fp:
+        lines += ["", f"First paint of the dashboard with the {fp['spans']:,}-span trace (fresh server, page navigation "
+                      f"to Gantt drawn, trace read and analysed on the way): {_fmt_s(fp['page_to_gantt_s'])}; of it the "
+                      f"Gantt callback took {_fmt_s(fp['gantt_request_s'])} for {_fmt_b(fp['gantt_response_bytes'])}."]
+    lines += ["", "Goals: at least 10x faster than px.timeline at 100k spans; first paint at most 2 s at 1M spans.", ""]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--px-max", type=int, default=100_000, help="largest size px.timeline is run at (above: extrapolated)")
+    ap.add_argument("--browser", action=argparse.BooleanOptionalAction, default=bool(shutil.which("chromedriver")))
+    ap.add_argument("--browser-px-max", type=int, default=100_000)
+    ap.add_argument("--out", default=str(RESULTS / "dashboard_bench"))
+    args = ap.parse_args()
+
+    res = {"when": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+           "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+           "plotly": plotly.__version__, "repeat": args.repeat, "sizes": []}
+    warm, _ = synthesize(2000, num_sms=132, seed=1)  # first calls pay imports and caches: not part of either
+    bench_px(Trace(table=warm, meta=_), 1)
+    bench_ours(Trace(table=warm, meta=_), 1)
+    driver = _driver() if args.browser else None
+    tmp = Path(tempfile.mkdtemp(prefix="bench_dash_"))
+    try:
+        last_px = None
+        for n in args.sizes:
+            table, meta = synthesize(n, num_sms=132, seed=0)
+            trace = Trace(table=table, meta=meta)
+            row = {"spans": table.num_rows, "ours": bench_ours(trace, args.repeat)}
+            if n <= args.px_max:
+                row["px"] = bench_px(trace, args.repeat)
+                last_px = (table.num_rows, row["px"])
+            else:  # linear in the number of bars, from the largest size measured
+                m, p = last_px
+                k = table.num_rows / m
+                row["px"] = {"build_s": p["build_s"] * k, "json_s": p["json_s"] * k, "total_s": p["total_s"] * k,
+                             "json_bytes": int(p["json_bytes"] * k), "bars": int(p["bars"] * k), "extrapolated": True}
+            if driver is not None:
+                row["browser_ours_s"] = browser_render_s(driver, row["ours"]["full"]["_json"], tmp, 120)
+                if not row["px"]["extrapolated"] and n <= args.browser_px_max:
+                    row["browser_px_s"] = browser_render_s(driver, row["px"]["_json"], tmp, 120)
+            for part in (row["ours"]["full"], row["ours"]["zoom5pct"], row["px"]):
+                part.pop("_json", None)
+            res["sizes"].append(row)
+            print(f"{row['spans']:>9,} spans: ours {row['ours']['full']['total_s']:.3f} s "
+                  f"({row['ours']['full']['json_bytes'] / 1e6:.2f} MB), px.timeline {row['px']['total_s']:.3f} s"
+                  f"{' (extrapolated)' if row['px']['extrapolated'] else ''} ({row['px']['json_bytes'] / 1e6:.2f} MB)",
+                  flush=True)
+        if driver is not None:
+            big = res["sizes"][-1]["spans"]
+            folder = tmp / "one"
+            table, meta = synthesize(args.sizes[-1], num_sms=132, seed=0)
+            write_trace(folder / "big.arrow", table, meta)
+            res["first_paint"] = {"spans": big, **first_paint_s(driver, folder)}
+            print(f"first paint at {big:,} spans: {res['first_paint']['page_to_gantt_s']:.2f} s", flush=True)
+    finally:
+        if driver is not None:
+            driver.quit()
+        shutil.rmtree(tmp, ignore_errors=True)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(res, indent=1) + "\n")
+    out.with_suffix(".md").write_text(markdown(res))
+    print(markdown(res))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
