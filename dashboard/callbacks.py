@@ -7,7 +7,7 @@ from dash import Input, Output, State, ctx, no_update
 from dashboard import figures, panels
 from dashboard.layout import IDS
 from dashboard.store import TraceStore
-from dashboard.view import View, update_view
+from dashboard.view import after_relayout, view_of
 from mlaprof.errors import UserError
 
 _EMPTY = {"data": [], "layout": {"height": 300, "xaxis": {"visible": False}, "yaxis": {"visible": False}}}
@@ -29,63 +29,75 @@ def register(app, store: TraceStore) -> None:
             pick = viewport[cell["row"]].get("path", pick)
         return panels.records(rows), panels.load_errors(rows), panels.options(rows), panels.options(rows), pick
 
+    # Order of work after a pick: filter widgets (cheap), then the Gantt, then the summary charts (the Gantt
+    # is what the user waits for, and a browser draws one thing at a time).  The Gantt depends on the filter
+    # widgets only, never on the summary, so it does not wait for the summary's charts to be drawn.
     @app.callback(
         Output(IDS["sms"], "max"), Output(IDS["sms"], "value"), Output(IDS["seqs"], "options"),
-        Output(IDS["seqs"], "value"), Output(IDS["cards"], "children"), Output(IDS["sm_states"], "figure"),
-        Output(IDS["kind_totals"], "figure"), Output(IDS["durations"], "figure"), Output(IDS["gantt_error"], "children"),
+        Output(IDS["seqs"], "value"),
         Input(IDS["a"], "value"), State(IDS["sms"], "max"), State(IDS["seqs"], "value"),
     )
-    def summary(rel, sms_max, seqs):
-        # filters are only reset when they must be: setting them re-runs the Gantt, which already runs now
-        keep_seqs = no_update if not seqs else []
-        if not rel:
-            return no_update, no_update, [], keep_seqs, [], _EMPTY, _EMPTY, _EMPTY, []
+    def filter_options(rel, sms_max, seqs):
+        keep_seqs = no_update if not seqs else []  # setting an unchanged value would re-run the Gantt
         try:
-            ld = store.load(rel)
-        except UserError as e:
-            return no_update, no_update, [], keep_seqs, [], _EMPTY, _EMPTY, _EMPTY, [panels.error_card(str(e))]
+            ld = store.load(rel) if rel else None
+        except UserError:
+            ld = None
+        if ld is None:
+            return no_update, no_update, [], keep_seqs
         last = ld.gantt.sm_count - 1
-        an = ld.analysis
         same = sms_max == last
-        return (no_update if same else last, no_update if same else [0, last], ld.gantt.sequences, keep_seqs,
-                panels.summary_cards(an), figures.sm_states_figure(an), figures.kind_totals_figure(an),
-                figures.duration_histogram_figure(an), [])
-
-    # zoom/pan -> view store -> figure: a relayout that changes nothing (plotly's {"autosize": true} after each
-    # draw) must not re-run the figure callback, since Dash drops the answer of a call overtaken by another
-    @app.callback(
-        Output(IDS["gantt_view"], "data"),
-        Input(IDS["a"], "value"), Input(IDS["gantt"], "relayoutData"), State(IDS["gantt_view"], "data"),
-    )
-    def gantt_view(_rel, relayout, view_json):
-        old = View.from_json(view_json)
-        new = View() if ctx.triggered_id == IDS["a"] else update_view(old, relayout, ("xaxis",), ("yaxis",))
-        return no_update if new == old and view_json else new.to_json()
+        return no_update if same else last, no_update if same else [0, last], ld.gantt.sequences, keep_seqs
 
     @app.callback(
-        Output(IDS["gantt"], "figure"), Output(IDS["gantt_status"], "children"),
+        Output(IDS["gantt"], "figure"), Output(IDS["gantt_status"], "children"), Output(IDS["gantt_drawn"], "data"),
         Input(IDS["a"], "value"), *_FILTERS, Input(IDS["gantt_view"], "data"),
     )
-    def gantt(rel, kinds, opcodes, sms, seqs, flags, view_json):
+    def gantt(rel, kinds, opcodes, sms, seqs, flags, stored_view):
+        drawn = rel if ctx.triggered_id in (None, IDS["a"]) else no_update  # a new trace: its summary is due
         try:
             ld = store.load(rel) if rel else None
         except UserError:
             ld = None  # the summary callback shows the error card
         if ld is None:
-            return _EMPTY, ""
+            return _EMPTY, "", drawn
         fig, info = figures.gantt_figure(ld.gantt, panels.filters(kinds, opcodes, sms, seqs, flags),
-                                         View.from_json(view_json))
-        return fig, f"{rel}: {figures.describe(info)}"
+                                         view_of(stored_view, rel))
+        return fig, f"{rel}: {figures.describe(info)}", drawn
+
+    @app.callback(
+        Output(IDS["cards"], "children"), Output(IDS["sm_states"], "figure"), Output(IDS["kind_totals"], "figure"),
+        Output(IDS["durations"], "figure"), Output(IDS["gantt_error"], "children"),
+        Input(IDS["gantt_drawn"], "data"),
+    )
+    def summary(rel):
+        if not rel:
+            return [], _EMPTY, _EMPTY, _EMPTY, []
+        try:
+            an = store.load(rel).analysis
+        except UserError as e:
+            return [], _EMPTY, _EMPTY, _EMPTY, [panels.error_card(str(e))]
+        return (panels.summary_cards(an), figures.sm_states_figure(an), figures.kind_totals_figure(an),
+                figures.duration_histogram_figure(an), [])
+
+    # zoom/pan -> view store -> figure.  A relayout that changes nothing (plotly's {"autosize": true} after a
+    # draw) must not re-run the figure callback: Dash drops the answer of a call overtaken by a newer one.
+    @app.callback(
+        Output(IDS["gantt_view"], "data"),
+        Input(IDS["gantt"], "relayoutData"), State(IDS["a"], "value"), State(IDS["gantt_view"], "data"),
+    )
+    def gantt_view(relayout, rel, stored):
+        new = after_relayout(stored, rel or "", relayout, ("xaxis",), ("yaxis",))
+        return no_update if new is None else new
 
     @app.callback(
         Output(IDS["diff_view"], "data"),
-        Input(IDS["a"], "value"), Input(IDS["b"], "value"), Input(IDS["diff"], "relayoutData"),
+        Input(IDS["diff"], "relayoutData"), State(IDS["a"], "value"), State(IDS["b"], "value"),
         State(IDS["diff_view"], "data"),
     )
-    def diff_view(_a, _b, relayout, view_json):
-        old = View.from_json(view_json)
-        new = update_view(old, relayout, ("xaxis", "xaxis2"), ()) if ctx.triggered_id == IDS["diff"] else View()
-        return no_update if new == old and view_json else new.to_json()
+    def diff_view(relayout, rel_a, rel_b, stored):
+        new = after_relayout(stored, f"{rel_a}|{rel_b}", relayout, ("xaxis", "xaxis2"), ())
+        return no_update if new is None else new
 
     @app.callback(
         Output(IDS["diff"], "figure"), Output(IDS["diff_status"], "children"), Output(IDS["diff_error"], "children"),
@@ -93,7 +105,7 @@ def register(app, store: TraceStore) -> None:
         Input(IDS["tabs"], "value"), Input(IDS["a"], "value"), Input(IDS["b"], "value"), *_FILTERS,
         Input(IDS["diff_view"], "data"),
     )
-    def diff(tab, rel_a, rel_b, kinds, opcodes, sms, seqs, flags, view_json):
+    def diff(tab, rel_a, rel_b, kinds, opcodes, sms, seqs, flags, stored_view):
         if tab != "diff":
             return no_update, no_update, no_update, no_update
         if not rel_a or not rel_b:
@@ -104,6 +116,6 @@ def register(app, store: TraceStore) -> None:
         except UserError as e:
             return _EMPTY, "", [panels.error_card(str(e), "This comparison cannot be shown")], []
         fig, info_a, info_b = figures.diff_figure(a.gantt, b.gantt, panels.filters(kinds, opcodes, sms, seqs, flags),
-                                                  View.from_json(view_json))
+                                                  view_of(stored_view, f"{rel_a}|{rel_b}"))
         status = f"A: {figures.describe(info_a)} | B: {figures.describe(info_b)}"
         return fig, status, [], panels.diff_tables(d)

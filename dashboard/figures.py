@@ -4,8 +4,9 @@ Why dicts and not ``go.Figure``: the Gantt's arrays are written as Plotly typed 
 directly, which skips Plotly's per-property validation and keeps the JSON small (4 bytes per float).
 Why WebGL lines: one ``scattergl`` trace per kind holds every bar of that kind as a line segment
 (x0, x1, NaN), so the browser draws any number of bars in one call; shapes (one per bar) or ``px.timeline``
-(one SVG path per bar) stall long before 100k bars.  Hover details live on an invisible marker trace with
-points along each bar, since WebGL hover picks points, not segments.
+(one SVG path per bar) stall long before 100k bars.  WebGL hover picks points, not segments: a raw span's
+details live on an invisible marker trace with points along the bar; an aggregated run (no details to
+show but its kind and place) hovers on its own line vertices, with extra collinear vertices on wide runs.
 """
 
 from __future__ import annotations
@@ -51,11 +52,28 @@ def typed(a: np.ndarray) -> dict:
     return out
 
 
-def _segments(x0: np.ndarray, x1: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Horizontal segments (x0,y)-(x1,y) separated by NaN: one polyline for any number of bars."""
-    nan = np.full(len(x0), np.nan, np.float32)
-    xs = np.stack([x0.astype(np.float32), x1.astype(np.float32), nan], axis=1).ravel()
-    ys = np.stack([y, y, nan], axis=1).astype(np.float32).ravel()
+def _segments(x0: np.ndarray, x1: np.ndarray, y: np.ndarray, view_width: float | None = None):
+    """Horizontal segments (x0,y)-(x1,y) separated by NaN: one polyline for any number of bars.
+
+    With ``view_width``, bars wide on screen get extra collinear vertices (see ``_hover_points``), so that
+    hovering anywhere along them lands near a vertex: the line trace itself then carries the hover.
+    """
+    if view_width is None:
+        nan = np.full(len(x0), np.nan, np.float32)
+        xs = np.stack([x0.astype(np.float32), x1.astype(np.float32), nan], axis=1).ravel()
+        ys = np.stack([y, y, nan], axis=1).astype(np.float32).ravel()
+        return xs, ys
+    step = view_width / HOVER_POINTS_PER_VIEW
+    k = np.clip(np.ceil((x1 - x0) / step) - 1, 0, MAX_HOVER_POINTS_PER_BAR).astype(np.int64)  # inner vertices
+    n = k + 3  # x0, the inner vertices, x1, NaN
+    first = np.cumsum(n) - n
+    xs = np.full(int(n.sum()), np.nan, np.float32)
+    xs[first], xs[first + n - 2] = x0, x1
+    bar = np.repeat(np.arange(len(x0)), k)
+    j = np.arange(len(bar)) - np.repeat(np.cumsum(k) - k, k) + 1  # 1..k within each bar
+    xs[first[bar] + j] = x0[bar] + j / (k[bar] + 1) * (x1[bar] - x0[bar])
+    ys = np.repeat(np.asarray(y, np.float32), n)
+    ys[first + n - 1] = np.nan
     return xs, ys
 
 
@@ -77,9 +95,9 @@ _RAW_TEMPLATE = (
     "start %{{customdata[8]:.3f}} µs · duration %{{customdata[9]:.3f}} µs<extra></extra>"
 )
 _AGG_TEMPLATE = (
-    "<b>mostly {kind}</b> · SM %{{y:.0f}}{role} · near %{{x:.2f}} µs<br>"
+    "<b>mostly {kind}</b> · SM %{{y:.0f}} · near %{{x:.2f}} µs<br>"
     "<i>aggregated view: zoom in for instruction details</i><extra></extra>"
-)  # no per-point data: at a dense zoom-out there are as many hover points as bars, so keep them to x, y
+)  # on the line trace itself, no per-point data: zoomed out there can be 100k bars, each byte counts
 
 
 def _raw_hover(data: GanttData, bars: lod.Bars, sel: np.ndarray, y: np.ndarray, kind: str, view_width: float,
@@ -105,20 +123,6 @@ def _raw_hover(data: GanttData, bars: lod.Bars, sel: np.ndarray, y: np.ndarray, 
             template = _RAW_TEMPLATE.format(kind=KIND_LABEL[kind], role=_name(ROLE_NAMES, role_code),
                                             op=_name(OPCODE_NAMES, op_code), aux=aux)
             out.append(_hover_trace(kind, x, y[m][bar], cd, template, axes))
-    return out
-
-
-def _agg_hover(bars: lod.Bars, sel: np.ndarray, y: np.ndarray, kind: str, split_roles: bool, view_width: float,
-               axes: dict) -> list[dict]:
-    bar, x = _hover_points(bars.x0[sel], bars.x1[sel], view_width)
-    if not split_roles:
-        return [_hover_trace(kind, x, y[bar], None, _AGG_TEMPLATE.format(kind=KIND_LABEL[kind], role=""), axes)]
-    role = bars.row[sel][bar] % len(ROLE_NAMES)
-    out = []
-    for r in np.unique(role):  # one trace per role so its name can be in the template
-        m = role == r
-        t = _AGG_TEMPLATE.format(kind=KIND_LABEL[kind], role=f" · {ROLE_NAMES[r]}")
-        out.append(_hover_trace(kind, x[m], y[bar][m], None, t, axes))
     return out
 
 
@@ -173,16 +177,21 @@ def gantt_traces(data: GanttData, f: Filters, view: View, plot_px: float, axes: 
     traces, hover = [], []
     for kind in shown:
         sel = np.flatnonzero(bars.kind == KIND_NAMES.index(kind))
-        xs, ys = _segments(bars.x0[sel], bars.x1[sel], y_all[sel])
-        traces.append({
+        xs, ys = _segments(bars.x0[sel], bars.x1[sel], y_all[sel], None if bars.raw else window.width)
+        line = {
             "type": "scattergl", "mode": "lines", "name": KIND_LABEL[kind], "legendgroup": kind,
             "legendrank": 1000 + BAR_KINDS.index(kind),  # legend in pipeline order, not painter's order
             "x": typed(xs), "y": typed(ys), "line": {"color": PALETTE[kind], "width": round(width, 2)},
-            "hoverinfo": "skip", "showlegend": legend, "connectgaps": False, **axes,
-        })
-        if len(sel):
-            hover += (_raw_hover(data, bars, sel, y_all[sel], kind, window.width, axes) if bars.raw
-                      else _agg_hover(bars, sel, y_all[sel], kind, f.split_roles, window.width, axes))
+            "showlegend": legend, "connectgaps": False, **axes,
+        }
+        if bars.raw:  # per-span details ride on a marker trace; aggregated runs hover on their own vertices
+            line["hoverinfo"] = "skip"
+            if len(sel):
+                hover += _raw_hover(data, bars, sel, y_all[sel], kind, window.width, axes)
+        else:
+            line["hovertemplate"] = _AGG_TEMPLATE.format(kind=KIND_LABEL[kind])
+            line["hoverlabel"] = {"bgcolor": PALETTE[kind]}
+        traces.append(line)
     marks = 0
     if f.boundaries:
         sm, x = data.boundary_positions(f)

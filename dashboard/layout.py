@@ -15,7 +15,7 @@ IDS = {
     "a": "trace-a", "b": "trace-b", "tabs": "tabs",
     "kinds": "filter-kinds", "opcodes": "filter-opcodes", "sms": "filter-sms", "seqs": "filter-seqs",
     "options": "filter-options",
-    "gantt": "gantt", "gantt_view": "gantt-view", "gantt_status": "gantt-status", "gantt_error": "gantt-error",
+    "gantt": "gantt", "gantt_view": "gantt-view", "gantt_drawn": "gantt-drawn", "gantt_status": "gantt-status", "gantt_error": "gantt-error",
     "cards": "summary-cards", "sm_states": "summary-sm-states", "kind_totals": "summary-kind-totals",
     "durations": "summary-durations",
     "diff": "diff-gantt", "diff_view": "diff-view", "diff_status": "diff-status", "diff_error": "diff-error",
@@ -121,6 +121,7 @@ def build_layout(root_label: str) -> html.Div:
         html.H2("mlaprof: per-SM timelines of the MLA-decode megakernel", style={"margin": "4px 0 8px"}),
         dcc.Store(id=IDS["gantt_view"], data={}),
         dcc.Store(id=IDS["diff_view"], data={}),
+        dcc.Store(id=IDS["gantt_drawn"], data=None),  # the trace whose Gantt was just drawn: its summary is next
         html.Div(root_label, id="root-dir", style={"display": "none"}),
         _browser(),
         html.Div(_filters(), style={"margin": "10px 0"}),

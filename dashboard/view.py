@@ -58,3 +58,21 @@ def update_view(view: View, relayout, x_axes=("xaxis", "xaxis2"), y_axes=("yaxis
         if any(k.startswith(axis + ".") for k in relayout):
             y = _axis_range(relayout, axis, y)
     return View(x=x, y=y)
+
+
+def view_of(stored, key: str) -> View:
+    """The view kept in a ``dcc.Store`` for ``key`` (the trace, or the pair diffed); the whole trace otherwise.
+
+    Storing the key with the view is what lets a newly picked trace start unzoomed without a callback that
+    resets the store first (one callback fewer between a pick and the figure).
+    """
+    if isinstance(stored, dict) and stored.get("key") == key:
+        return View.from_json(stored)
+    return View()
+
+
+def after_relayout(stored, key: str, relayout, x_axes=("xaxis",), y_axes=("yaxis",)) -> dict | None:
+    """The store's new content after a relayout event, or None when the visible range did not change."""
+    old = view_of(stored, key)
+    new = update_view(old, relayout, x_axes, y_axes)
+    return None if new == old else {"key": key, **new.to_json()}

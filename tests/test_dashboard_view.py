@@ -20,3 +20,15 @@ def test_garbage_is_ignored():
     assert update_view(v, {"xaxis.range": [float("nan"), 3]}) == View()
     assert View.from_json({"x": [3, 1], "y": "bad"}) == View(x=(1.0, 3.0))
     assert View.from_json(View(x=(1.0, 2.0)).to_json()) == View(x=(1.0, 2.0))
+
+
+def test_stored_view_belongs_to_one_trace():
+    from dashboard.view import after_relayout, view_of
+
+    stored = after_relayout({}, "a.arrow", {"xaxis.range": [1, 2]})
+    assert stored == {"key": "a.arrow", "x": [1.0, 2.0], "y": None}
+    assert view_of(stored, "a.arrow") == View(x=(1.0, 2.0))
+    assert view_of(stored, "b.arrow") == View()  # another trace starts unzoomed
+    assert after_relayout(stored, "a.arrow", {"autosize": True}) is None  # nothing changed: no update
+    assert after_relayout(stored, "b.arrow", {"autosize": True}) is None  # b is already shown whole
+    assert after_relayout(stored, "a.arrow", {"xaxis.autorange": True}) == {"key": "a.arrow", "x": None, "y": None}
