@@ -31,11 +31,17 @@ class CostModelError(UserError):
 
 @dataclasses.dataclass
 class CostModel:
-    """Per-SM span durations in ns.  Affine in bytes or FLOPs, so ``fit`` is ordinary least squares."""
+    """Per-SM span durations in ns.  Linear in a few physical quantities, so ``fit`` is least squares.
+
+    The defaults (``CostModel()``, ``--cost default``) are first-principles estimates; the model the tools
+    use unless told otherwise is the one fitted to H100 traces and shipped as package data (``default()``).
+    """
 
     # controller: fetch and decode of one 24-word instruction, pointer and scratch set-up.  A few hundred ns:
-    # a couple of dependent global loads (~600 cycles at 1.98 GHz) plus address arithmetic.
+    # a couple of dependent global loads (~600 cycles at 1.98 GHz) plus address arithmetic.  A partial's
+    # setup also stages its Q rows, so it has its own constant from a reduction's.
     setup_ns: float = 300.0
+    reduce_setup_ns: float = 300.0
     # producer, per KV tile: page-table lookup and TMA issue (estimate), plus bytes at this SM's share of HBM:
     # ~3.0 TB/s measured read rate (DESIGN §2: x.sum reaches ~2.9, copies ~2.95) / 132 SMs = 22.7 B/ns.
     load_base_ns: float = 100.0
@@ -44,13 +50,33 @@ class CostModel:
     # dense bf16 / 132 SMs = 7.5 TFLOP/s per SM, at ~70% of peak once softmax and the pipeline are paid for.
     compute_base_ns: float = 150.0
     compute_flop_ns: float = H100_SMS / (989e3 * 0.7)
+    # extra for a tile shorter than KV_TILE_TOKENS (a sequence's last): the kernel masks and zeroes the rows
+    # past the end.  No first-principles estimate; 0 until calibrated.
+    compute_short_ns: float = 0.0
     # consumer, reduction merge: reads fan-in x rows x (512 fp32 + lse) from L2 at ~110 B/ns per SM
-    # (64 B/clk L2->SM at 1.75 GHz); the base covers the log-sum-exp rescale set-up.
+    # (64 B/clk L2->SM at 1.75 GHz); the base covers the log-sum-exp rescale set-up.  ``reduce_row_ns`` is
+    # the per-output-row cost of the merge loop beyond its bytes (on the GPU the loop is L2-latency bound,
+    # so rows, not fan-in, dominate); 0 until calibrated.
     reduce_base_ns: float = 300.0
+    reduce_row_ns: float = 0.0
     reduce_byte_ns: float = 1.0 / 110.0
-    # consumer, result write (fp32 scratch + lse, or bf16 output) at the same L2 rate, plus the semaphore release.
+    # consumer, a partial's result write (fp32 scratch + lse, or bf16 output) at the same L2 rate, plus the
+    # semaphore release.
     store_base_ns: float = 200.0
     store_byte_ns: float = 1.0 / 110.0
+    # a reduction's STORE span: its writes happen inside the merge loop, so what is left is a barrier and the
+    # semaphore release; ``reduce_fence_ns`` more when it writes scratch (the release fence waits for the
+    # writes to reach L2).  Estimates.
+    reduce_store_ns: float = 200.0
+    reduce_fence_ns: float = 0.0
+    # each SM's first KV load starts this long after the kernel starts (prologue: barrier and tensor-map set-up,
+    # the first instruction's fetch and Q load, with every SM asking at once).  0 until calibrated.
+    first_load_ns: float = 0.0
+    # SMs do not stream KV at one rate: per-tile times vary, so over a partial of n tiles an SM's mean tile
+    # period spreads by sm_spread / sqrt(n) (relative standard deviation).  A merge waits for its slowest
+    # input, so the spread lengthens every split sequence.  The simulator gives SM i a fixed z_i
+    # (``sm_factors``): its partials of n tiles load at 1 + sm_spread * z_i / sqrt(n).  0 until calibrated.
+    sm_spread: float = 0.0
     # a semaphore release on one SM seen by an acquire poll on another: ~1 us (L2 round trips plus back-off).
     sem_latency_ns: float = 1000.0
     # wgmma's M is 64: query rows are padded to a multiple of this on the tensor cores (DESIGN §3).
@@ -61,26 +87,41 @@ class CostModel:
         return self.load_base_ns + self.load_byte_ns * (np.asarray(tokens) * KV_TOKEN_BYTES)
 
     def compute_ns(self, tokens, rows):
-        return self.compute_base_ns + self.compute_flop_ns * compute_flops(tokens, rows, self.row_granule)
+        tokens = np.asarray(tokens)
+        return (self.compute_base_ns + self.compute_flop_ns * compute_flops(tokens, rows, self.row_granule)
+                + self.compute_short_ns * (tokens < KV_TILE_TOKENS))
 
     def reduce_ns(self, fanin, rows):
-        return self.reduce_base_ns + self.reduce_byte_ns * (np.asarray(fanin) * np.asarray(rows) * SCRATCH_ROW_BYTES)
+        rows = np.asarray(rows)
+        return self.reduce_base_ns + self.reduce_row_ns * rows + self.reduce_byte_ns * reduce_bytes(fanin, rows)
 
-    def store_ns(self, rows, final):
-        return self.store_base_ns + self.store_byte_ns * store_bytes(rows, final)
+    def store_ns(self, rows, final, reduction=False):
+        """A STORE span of a partial, or (``reduction``) of a reduction."""
+        part = self.store_base_ns + self.store_byte_ns * store_bytes(rows, final)
+        red = self.reduce_store_ns + self.reduce_fence_ns * np.logical_not(final)
+        return np.where(reduction, red, part)
+
+    def setup(self, reduction) -> np.ndarray:
+        return np.where(reduction, self.reduce_setup_ns, self.setup_ns)
+
+    def sm_factors(self, num_sms: int) -> np.ndarray:
+        """Per-SM sm_spread * z: z the normal quantiles of num_sms points in a fixed shuffled order
+        (deterministic, so a simulation is repeatable; no SM index is special).  A partial of n tiles on SM
+        i loads at 1 + sm_factors[i] / sqrt(n) times the model's rate."""
+        return self.sm_spread * _spread_pattern(num_sms)
 
     # ---- whole instructions, as the schedulers plan them (no overlap with neighbours) ----------------------
-    def partial_ns(self, tokens, rows: int, final):
+    def partial_ns(self, tokens, rows, final):
         """Alone on an SM: the controller's setup alongside the first tile's load, then per tile the slower
-        of the next load and this compute, the last compute, and the store.  Vectorised over ``tokens`` and
-        ``final``."""
+        of the next load and this compute, the last compute, and the store.  Vectorised over ``tokens``,
+        ``rows`` and ``final``."""
         tokens = np.asarray(tokens, dtype=np.int64)
         n = np.maximum(1, -(-tokens // KV_TILE_TOKENS))
         last = tokens - KV_TILE_TOKENS * (n - 1)
         lf, cf = self.load_ns(KV_TILE_TOKENS), self.compute_ns(KV_TILE_TOKENS, rows)
         ll, cl = self.load_ns(last), self.compute_ns(last, rows)
         first = np.maximum(self.setup_ns, np.where(n == 1, ll, lf))
-        body = np.where(n == 1, first + cl, first + (n - 2).clip(0) * max(lf, cf) + np.maximum(ll, cf) + cl)
+        body = np.where(n == 1, first + cl, first + (n - 2).clip(0) * np.maximum(lf, cf) + np.maximum(ll, cf) + cl)
         return body + self.store_ns(rows, final)
 
     def partial_linear(self, rows: int, final: bool) -> tuple[float, float]:
@@ -92,8 +133,8 @@ class CostModel:
         fixed = max(self.setup_ns, load) - per_tile + comp + float(self.store_ns(rows, final))
         return fixed, per_tile
 
-    def reduction_ns(self, fanin, rows: int, final):
-        return self.setup_ns + self.reduce_ns(fanin, rows) + self.store_ns(rows, final)
+    def reduction_ns(self, fanin, rows, final):
+        return self.reduce_setup_ns + self.reduce_ns(fanin, rows) + self.store_ns(rows, final, True)
 
     # ---- persistence ---------------------------------------------------------------------------------------
     def to_json(self) -> dict:
@@ -102,7 +143,7 @@ class CostModel:
     @classmethod
     def from_json(cls, obj: dict) -> "CostModel":
         names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(obj) - names - {"fit"})
+        unknown = sorted(set(obj) - names - {"fit", "source"})  # provenance notes, not constants
         if unknown:
             raise CostModelError(f"cost model: unknown fields {unknown}; known: {sorted(names)}")
         try:
@@ -114,9 +155,11 @@ class CostModel:
             raise CostModelError(f"cost model: fields must be finite and >= 0 (row_granule >= 1); bad: {bad or ['row_granule']}")
         return cls(**values)
 
-    def save(self, path: str | Path, fit_report: dict | None = None) -> Path:
+    def save(self, path: str | Path, fit_report: dict | None = None, source: str | None = None) -> Path:
         path = Path(path)
         obj = self.to_json()
+        if source is not None:
+            obj["source"] = source
         if fit_report is not None:
             obj["fit"] = fit_report
         path.write_text(json.dumps(obj, indent=2) + "\n")
@@ -139,6 +182,20 @@ class CostModel:
 
 
 KV_TILE_TOKENS = fmt.KV_TILE_TOKENS
+_PATTERNS: dict[int, np.ndarray] = {}
+
+
+def _spread_pattern(n: int) -> np.ndarray:
+    """Standard-normal quantiles of n points, shuffled by a fixed seed, then centred to mean 0."""
+    if n not in _PATTERNS:
+        from statistics import NormalDist
+
+        z = np.asarray([NormalDist().inv_cdf((i + 0.5) / n) for i in range(n)]) if n > 1 else np.zeros(1)
+        z = np.random.default_rng(12345).permutation(z)
+        z = z - z.mean()
+        z.setflags(write=False)
+        _PATTERNS[n] = z
+    return _PATTERNS[n]
 
 
 def tile_tokens(tokens: int) -> np.ndarray:
@@ -162,38 +219,92 @@ def reduce_bytes(fanin, rows):
     return np.asarray(fanin) * np.asarray(rows) * SCRATCH_ROW_BYTES
 
 
+# The model fitted to measured H100 traces (``bench/calibrate.py`` regenerates it): what the schedulers,
+# ``mlaprof schedule`` and ``mlaprof simulate`` use unless given another.
+PACKAGED = "cost_h100.json"
+DEFAULT_NAMES = ("default", "builtin")  # --cost default: the uncalibrated first-principles estimates
+_packaged: CostModel | None = None
+
+
+def default() -> CostModel:
+    """The calibrated H100 model shipped in ``mlaprof/data`` (read once per process)."""
+    global _packaged
+    if _packaged is None:
+        from importlib import resources
+
+        try:
+            text = resources.files("mlaprof.data").joinpath(PACKAGED).read_text()
+        except (FileNotFoundError, ModuleNotFoundError):
+            raise CostModelError(f"the packaged cost model mlaprof/data/{PACKAGED} is missing: reinstall "
+                                 f"mlaprof, or pass --cost FILE or --cost default") from None
+        _packaged = CostModel.from_json(json.loads(text))
+    return dataclasses.replace(_packaged)  # a copy: callers may not change the shared one
+
+
 def load(path: str | Path | None) -> CostModel:
-    """The model in ``path``, or the defaults when no path is given."""
-    return CostModel() if path is None else CostModel.load(path)
+    """The model in ``path``; the calibrated H100 model when None; the uncalibrated estimates for
+    ``"default"``."""
+    if path is None:
+        return default()
+    if str(path) in DEFAULT_NAMES:
+        return CostModel()
+    return CostModel.load(path)
+
+
+def resolve(cost: CostModel | None) -> CostModel:
+    return default() if cost is None else cost
 
 
 # ---- calibration ----------------------------------------------------------------------------------------
-# (constant name of the base, of the slope) fitted per span kind, against the physical quantity of each span
+# Per fitted kind: the constant that is its intercept, then the constants that multiply each feature.
 FITTED = {
-    "load": ("load_base_ns", "load_byte_ns"),
-    "compute": ("compute_base_ns", "compute_flop_ns"),
-    "reduce": ("reduce_base_ns", "reduce_byte_ns"),
-    "store": ("store_base_ns", "store_byte_ns"),
+    "load": ("load_base_ns", ("load_byte_ns",)),
+    "compute": ("compute_base_ns", ("compute_flop_ns", "compute_short_ns")),
+    "reduce": ("reduce_base_ns", ("reduce_row_ns", "reduce_byte_ns")),
+    "store": ("store_base_ns", ("store_byte_ns",)),
+    "reduce_store": ("reduce_store_ns", ("reduce_fence_ns",)),
+    "setup": ("setup_ns", ()),
+    "reduce_setup": ("reduce_setup_ns", ()),
+    "latency": ("sem_latency_ns", ()),
+    "first_load": ("first_load_ns", ()),
 }
+MIN_PERIOD_TILES = 6  # an SM's tile period is read off its first partial when that has this many tiles
 
 
-def _affine(x: np.ndarray, y: np.ndarray, slope0: float) -> tuple[float, float, bool]:
-    """Least-squares y = a + b x.  When x barely varies the slope is not identifiable: keep ``slope0`` and
-    fit the intercept alone (reported, so a user knows which constants the traces could not pin down)."""
-    if len(x) >= 2 and np.ptp(x) > 1e-6 * max(1.0, float(np.abs(x).mean())):
-        xm, ym = x.mean(), y.mean()
-        b = float(((x - xm) * (y - ym)).sum() / ((x - xm) ** 2).sum())
-        a = float(ym - b * xm)
-        if a < 0:  # durations cannot have a negative fixed part: refit through the origin
-            return 0.0, max(0.0, float((x * y).sum() / (x * x).sum())), True
-        if b < 0:  # nor shrink with size: a constant fits better
-            return float(ym), 0.0, True
-        return a, b, True
-    return max(0.0, float((y - slope0 * x).mean())), slope0, False
+def _linear(x: np.ndarray, y: np.ndarray, prior: np.ndarray) -> tuple[float, np.ndarray, list[int]]:
+    """Least squares y = a + x @ b with a, b >= 0 (durations have no negative parts).  A feature the traces
+    cannot pin down (it barely varies, or another feature explains it) keeps its ``prior`` coefficient; so
+    does one whose fit would be negative after the others were refitted.  Returns (a, b, kept indices)."""
+    n, k = x.shape
+    b = prior.astype(float).copy()
+    scale = np.abs(x).max(axis=0) if n else np.ones(k)
+    scale[scale == 0] = 1.0
+    xc = (x - x.mean(axis=0)) / scale if n else x
+    free: list[int] = []
+    for j in range(k):  # a feature joins only if it adds a direction the earlier ones do not span
+        cols = xc[:, free + [j]]
+        if n > len(free) + 2 and np.linalg.matrix_rank(cols, tol=1e-6 * max(1.0, np.sqrt(n))) == len(free) + 1:
+            free.append(j)
+    while True:
+        fixed = [j for j in range(k) if j not in free]
+        r = y - x[:, fixed] @ b[fixed] if fixed else y.astype(float)
+        a_col = np.ones((n, 1))
+        sol = np.linalg.lstsq(np.hstack([a_col, x[:, free]]), r, rcond=None)[0] if n else np.zeros(1 + len(free))
+        a, coef = float(sol[0]), sol[1:]
+        if a < 0:  # no negative fixed part: through the origin
+            sol = np.linalg.lstsq(x[:, free], r, rcond=None)[0] if free else np.zeros(0)
+            a, coef = 0.0, sol
+        neg = [f for f, c in zip(free, coef) if c < 0]
+        if not neg:
+            b[free] = coef
+            return a, b, [j for j in range(k) if j in free]
+        worst = min(neg, key=lambda f: coef[free.index(f)])
+        free.remove(worst)
+        b[worst] = 0.0  # would shrink with size: no evidence for it, so none
 
 
-def span_samples(trace) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Per fitted kind: (quantity, duration_ns) arrays from one trace; plus 'setup' and 'latency' samples."""
+def span_samples(trace, row_granule: int = 64) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per fitted kind (``FITTED``): (features [n, k], duration_ns [n]) from one trace."""
     from mlaprof.trace.schema import KIND_NAMES, OPCODE_NAMES
 
     kind = trace.codes("kind", KIND_NAMES)
@@ -208,27 +319,49 @@ def span_samples(trace) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     partial, reduction = opcode == fmt.Opcode.PARTIAL, opcode == fmt.Opcode.REDUCTION
     out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     tile_tok = np.clip(kv_len - aux * KV_TILE_TOKENS, 1, KV_TILE_TOKENS)
-    out["load"] = _load_samples(trace, kind, partial, aux, tile_tok, start, end, dur)
+    x, y = _load_samples(trace, kind, partial, aux, tile_tok, start, end, dur)
+    out["load"] = (x[:, None], y)
     m = (kind == fmt.Kind.COMPUTE) & partial & (aux >= 0)
-    out["compute"] = (tile_tok[m] * rows[m] * 1.0, dur[m])  # flops need row_granule: applied by the caller
-    out["compute_rows"] = (rows[m], tile_tok[m])
+    flops = compute_flops(tile_tok[m], rows[m], row_granule) * 1.0
+    out["compute"] = (np.stack([flops, (tile_tok[m] < KV_TILE_TOKENS) * 1.0], axis=1), dur[m])
     # a reduction's fan-in: its WAIT spans, one per input
     m = (kind == fmt.Kind.COMPUTE) & reduction
     waits = (kind == fmt.Kind.WAIT) & reduction
     fanin_of = dict(zip(*np.unique(task[waits], return_counts=True)))
     fanin = np.asarray([fanin_of.get(int(t), 0) for t in task[m]], dtype=float)
     keep = fanin > 0
-    out["reduce"] = (reduce_bytes(fanin[keep], rows[m][keep]) * 1.0, dur[m][keep])
-    m = kind == fmt.Kind.STORE
-    out["store"] = (store_bytes(rows[m], final[m]) * 1.0, dur[m])
-    out["setup"] = (np.zeros(int((kind == fmt.Kind.SETUP).sum())), dur[kind == fmt.Kind.SETUP])
+    r = rows[m][keep]
+    out["reduce"] = (np.stack([r * 1.0, reduce_bytes(fanin[keep], r) * 1.0], axis=1), dur[m][keep])
+    m = (kind == fmt.Kind.STORE) & partial
+    out["store"] = (store_bytes(rows[m], final[m])[:, None] * 1.0, dur[m])
+    m = (kind == fmt.Kind.STORE) & reduction
+    out["reduce_store"] = ((~final[m])[:, None] * 1.0, dur[m])
+    for name, op in (("setup", partial), ("reduce_setup", reduction)):
+        m = (kind == fmt.Kind.SETUP) & op
+        out[name] = (np.zeros((int(m.sum()), 0)), dur[m])
     # semaphore latency: waits that began before their producer's store ended, i.e. really blocked
     wait_task = trace.col("wait_task").astype(np.int64)
     m = (kind == fmt.Kind.WAIT) & (wait_task >= 0)
     store_end = dict(zip(task[kind == fmt.Kind.STORE].tolist(), end[kind == fmt.Kind.STORE].tolist()))
     produced = np.asarray([store_end.get(int(t), -1) for t in wait_task[m]], dtype=np.int64)
     blocked = (produced >= 0) & (start[m] < produced)
-    out["latency"] = (np.zeros(int(blocked.sum())), (end[m][blocked] - produced[blocked]).astype(float))
+    out["latency"] = (np.zeros((int(blocked.sum()), 0)), (end[m][blocked] - produced[blocked]).astype(float))
+    # the prologue: when each SM's first KV load starts (ns from the kernel's start)
+    sm = trace.col("sm").astype(np.int64)
+    instr = trace.col("instr").astype(np.int64)
+    m = np.flatnonzero((kind == fmt.Kind.LOAD) & partial & (instr == 0) & (aux == 0))
+    out["first_load"] = (np.zeros((len(m), 0)), (start[m] - int(start.min(initial=0))).astype(float))
+    # per-SM tile period of the first partial (compute start to compute start), relative to the trace's mean
+    m = np.flatnonzero((kind == fmt.Kind.COMPUTE) & partial & (instr == 0) & (aux >= 0))
+    m = m[np.lexsort((aux[m], sm[m]))]
+    first = np.r_[True, sm[m][1:] != sm[m][:-1]]
+    lastp = np.r_[sm[m][1:] != sm[m][:-1], True]
+    n_t = aux[m][lastp] + 1
+    period = (start[m][lastp] - start[m][first]) / np.maximum(n_t - 1, 1)
+    period = period[n_t >= MIN_PERIOD_TILES]
+    # scaled by sqrt(tiles - 1): the spread of a mean over n tile periods shrinks as 1/sqrt(n)
+    rel = (period / period.mean() - 1) * np.sqrt(n_t[n_t >= MIN_PERIOD_TILES] - 1) if len(period) >= 8 else np.zeros(0)
+    out["sm_period"] = (np.zeros((len(rel), 0)), rel)
     return out
 
 
@@ -263,47 +396,48 @@ def fit_with_report(traces, base: CostModel | None = None) -> tuple[CostModel, d
     base = base or CostModel()
     if not traces:
         raise CostModelError("calibrate needs at least one trace")
-    parts = [span_samples(t) for t in traces]
-
-    def cat(key, i):
-        return np.concatenate([p[key][i] for p in parts]) if parts else np.empty(0)
-
+    parts = [span_samples(t, base.row_granule) for t in traces]
     values = base.to_json()
     report: dict = {"traces": len(traces), "kinds": {}}
-    rows, toks = cat("compute_rows", 0), cat("compute_rows", 1)
-    flops = compute_flops(toks, rows, base.row_granule) * 1.0
-    for kind, (a_name, b_name) in FITTED.items():
-        x = flops if kind == "compute" else cat(kind, 0)
-        y = cat(kind, 1)
+    total, count, ys = 0.0, 0, []
+    for kind, (a_name, b_names) in FITTED.items():
+        x = np.concatenate([p[kind][0] for p in parts])
+        y = np.concatenate([p[kind][1] for p in parts])
         if len(y) == 0:
             report["kinds"][kind] = {"n": 0, "note": "no spans of this kind: kept the prior constants"}
             continue
-        a, b, slope_fitted = _affine(x, y, values[b_name])
-        values[a_name], values[b_name] = a, b
-        resid = y - (values[a_name] + values[b_name] * x)
-        report["kinds"][kind] = _residual(y, resid, slope_fitted)
-    for kind, name in (("setup", "setup_ns"), ("latency", "sem_latency_ns")):
-        y = cat(kind, 1)
-        if len(y) == 0:
-            report["kinds"][kind] = {"n": 0, "note": "no samples: kept the prior constant"}
-            continue
-        values[name] = max(float(y.mean()), 0.0)
-        report["kinds"][kind] = _residual(y, y - values[name], True)
-    total = sum(r.get("rms_ns", 0.0) ** 2 * r["n"] for r in report["kinds"].values())
-    count = sum(r["n"] for r in report["kinds"].values())
-    mean = np.mean(np.concatenate([cat(k, 1) for k in ("load", "compute", "reduce", "store", "setup")]))
+        prior = np.asarray([values[b] for b in b_names], dtype=float)
+        a, b, free = _linear(x, y, prior)
+        values[a_name] = a
+        for name, v in zip(b_names, b):
+            values[name] = float(v)
+        resid = y - (a + x @ b)
+        r = _residual(y, resid)
+        kept = [b_names[j] for j in range(len(b_names)) if j not in free]
+        if kept:
+            r["note"] = f"the traces cannot pin down {', '.join(kept)}: kept from the prior (or 0)"
+        report["kinds"][kind] = r
+        total += float((resid**2).sum())
+        count += len(y)
+        if kind not in ("latency", "first_load"):
+            ys.append(y)
+    rel = np.concatenate([p["sm_period"][1] for p in parts])
+    if len(rel):
+        values["sm_spread"] = float(np.sqrt(np.mean(rel**2)))
+        report["kinds"]["sm_period"] = {"n": int(len(rel)), "spread": round(values["sm_spread"], 4)}
+    else:
+        report["kinds"]["sm_period"] = {"n": 0, "note": f"no SM ran a first partial of {MIN_PERIOD_TILES}+ tiles: "
+                                                        "kept the prior sm_spread"}
+    mean = float(np.concatenate(ys).mean()) if ys else 0.0
     report["rms_ns"] = float(np.sqrt(total / max(count, 1)))
     report["rel_rms"] = float(report["rms_ns"] / mean) if mean > 0 else 0.0
     return CostModel.from_json(values), report
 
 
-def _residual(y, resid, slope_fitted: bool) -> dict:
+def _residual(y, resid) -> dict:
     rms = float(np.sqrt(np.mean(resid**2)))
-    out = {"n": int(len(y)), "mean_ns": round(float(y.mean()), 2), "rms_ns": round(rms, 2),
-           "rel_rms": round(rms / float(y.mean()), 4) if y.mean() > 0 else 0.0}
-    if not slope_fitted:
-        out["note"] = "size barely varies in these traces: slope kept from the prior, intercept fitted"
-    return out
+    return {"n": int(len(y)), "mean_ns": round(float(y.mean()), 2), "rms_ns": round(rms, 2),
+            "rel_rms": round(rms / float(y.mean()), 4) if y.mean() > 0 else 0.0}
 
 
 def fit(traces, base: CostModel | None = None) -> CostModel:

@@ -5,6 +5,8 @@ the megakernel (csrc/interpreter.cuh) does it:
 
 - controller (the consumer's leader thread): SETUP when the previous instruction is done, then for a
   reduction one WAIT per input, in order, until that input's STORE has ended plus the semaphore latency.
+  A semaphore may have several readers (``Word.SIGNAL_COUNT``: per-query-token reductions sharing one
+  partial); each may pass once the writer's store ended, and the count must equal the readers.
 - producer (partials only; reductions read their inputs straight from L2): one LOAD per KV tile, one at a
   time (the SM's share of HBM bandwidth), each into one of ``stages`` shared-memory buffers; the load of
   tile i + stages waits for the compute of tile i.  It walks the list on its own, so the next partial's
@@ -27,7 +29,7 @@ import numpy as np
 
 import mlaprof
 from mlaprof import format as fmt
-from mlaprof.costmodel import CostModel
+from mlaprof.costmodel import CostModel, resolve
 from mlaprof.errors import UserError
 from mlaprof.schedule.encode import Encoded
 from mlaprof.timing import decode_events
@@ -121,8 +123,9 @@ def _tile_loop_np(loads, comps, prod, cons, ring, g, stages):
 
 def run(instructions: np.ndarray, cost: CostModel | None = None, stages: int = 4, jitter: float = 0.0,
         seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Execute the tensor; return raw events [num_sms, capacity, 4] (int64, ns) and per-SM counts."""
-    cost = cost or CostModel()
+    """Execute the tensor; return raw events [num_sms, capacity, 4] (int64, ns) and per-SM counts.
+    ``cost`` None: the calibrated H100 model (``costmodel.default()``)."""
+    cost = resolve(cost)
     instr = np.asarray(instructions)
     if instr.ndim != 3 or instr.shape[2] != fmt.WORDS_PER_INSTRUCTION:
         raise SimulationError(f"instruction tensor must be [num_sms, max_instructions, {fmt.WORDS_PER_INSTRUCTION}], "
@@ -135,6 +138,7 @@ def run(instructions: np.ndarray, cost: CostModel | None = None, stages: int = 4
     # decode each SM's list once into plain Python values (per-event work stays scalar and cheap)
     progs = []
     sem_owner: dict[int, tuple[int, int]] = {}
+    sem_count: dict[int, int] = {}
     for sm in range(num_sms):
         prog = []
         for p in range(instr.shape[1]):
@@ -158,23 +162,36 @@ def run(instructions: np.ndarray, cost: CostModel | None = None, stages: int = 4
                     raise SimulationError(f"semaphore {w[W.SIGNAL_SEM]} is released by two instructions "
                                           f"(SM {other[0]} #{other[1]} and SM {sm} #{p})")
                 sem_owner[w[W.SIGNAL_SEM]] = (sm, p)
+                sem_count[w[W.SIGNAL_SEM]] = max(1, w[W.SIGNAL_COUNT])  # 0 means 1, as in the kernel
         progs.append(prog)
+    # a semaphore counts its readers: each takes one back, so a reader beyond the count would wait forever
+    # on the GPU (and one short of it leaves the semaphore nonzero for the next launch)
+    takers: dict[int, int] = {}
     for sm, prog in enumerate(progs):
         for p, ins in enumerate(prog):
             for s in ins[6]:
                 if s not in sem_owner:
                     raise SimulationError(f"SM {sm} instruction {p} waits on semaphore {s}, which no instruction releases")
+                takers[s] = takers.get(s, 0) + 1
+    for s, n in takers.items():
+        if n != sem_count[s]:
+            osm, oj = sem_owner[s]
+            raise SimulationError(f"semaphore {s} (SM {osm} instruction {oj}) signals {sem_count[s]} reader(s) "
+                                  f"but {n} instruction(s) wait on it: SIGNAL_COUNT must equal the readers")
 
     sem_time: dict[int, float] = {}
     waiters: dict[int, list[int]] = {}
     ev = [([], [], [], []) for _ in range(num_sms)]  # per SM: header, aux, start, end (scalar events)
     chunks: list[list[np.ndarray]] = [[] for _ in range(num_sms)]  # per SM: [4, n] arrays from the numpy path
-    store_ns = {(r, f): float(cost.store_ns(r, f)) for r in range(fmt.NUM_HEADS_Q, fmt.MAX_ROWS + 1, fmt.NUM_HEADS_Q)
-                for f in (False, True)}
+    store_ns = {(r, f, red): float(cost.store_ns(r, f, red))
+                for r in range(fmt.NUM_HEADS_Q, fmt.MAX_ROWS + 1, fmt.NUM_HEADS_Q) for f in (False, True)
+                for red in (False, True)}
+    setup_ns = {fmt.Opcode.PARTIAL: cost.setup_ns, fmt.Opcode.REDUCTION: cost.reduce_setup_ns}
     merge_ns = {(k, r): float(cost.reduce_ns(k, r)) for k in range(1, fmt.MAX_FANIN + 1)
                 for r in range(fmt.NUM_HEADS_Q, fmt.MAX_ROWS + 1, fmt.NUM_HEADS_Q)}
     ptr = [0] * num_sms
-    prod = [0.0] * num_sms  # producer free
+    speed = cost.sm_factors(num_sms).tolist()  # SMs stream KV at different rates (CostModel.sm_spread)
+    prod = [float(cost.first_load_ns)] * num_sms  # producer free: the first load waits for the prologue
     cons = [0.0] * num_sms  # consumer (and controller) free
     qfree = [0.0] * num_sms  # the Q buffer frees when the previous partial starts its last tile
     gtile = [0] * num_sms
@@ -192,7 +209,7 @@ def run(instructions: np.ndarray, cost: CostModel | None = None, stages: int = 4
                 waiters.setdefault(missing, []).append(sm)
                 break
             begin = t = cons[sm]
-            setup = noise.one(cost.setup_ns)
+            setup = noise.one(setup_ns[op])
             H.append(_hdr(K.SETUP, R.CONTROLLER, j)); A.append(-1); S.append(t); E.append(t + setup)
             t += setup
             for i, s in enumerate(sems):
@@ -208,6 +225,9 @@ def run(instructions: np.ndarray, cost: CostModel | None = None, stages: int = 4
                     tile_cache[key] = (cost.load_ns(toks).tolist(), cost.compute_ns(toks, rows).tolist())
                 loads, comps = tile_cache[key]
                 n = len(loads)
+                if speed[sm]:
+                    f_sm = 1.0 + speed[sm] / n ** 0.5
+                    loads = [x * f_sm for x in loads]
                 f = noise.take(2 * n)
                 if f is not None:
                     loads = (np.asarray(loads) * f[:n]).tolist()
@@ -228,7 +248,7 @@ def run(instructions: np.ndarray, cost: CostModel | None = None, stages: int = 4
             else:
                 c_end = t + noise.one(merge_ns[(len(sems), rows)])
                 H.append(_hdr(K.COMPUTE, R.CONSUMER, j)); A.append(-1); S.append(t); E.append(c_end)
-            s_end = c_end + noise.one(store_ns[(rows, final)])
+            s_end = c_end + noise.one(store_ns[(rows, final, op == fmt.Opcode.REDUCTION)])
             H.append(_hdr(K.STORE, R.CONSUMER, j)); A.append(-1); S.append(c_end); E.append(s_end)
             H.append(_hdr(K.INSTRUCTION, R.CONTROLLER, j)); A.append(-1); S.append(begin); E.append(s_end)
             cons[sm] = s_end
@@ -278,8 +298,9 @@ def _git_rev() -> str:
 
 
 def simulate(encoded: Encoded, cost: CostModel | None = None, stages: int = 4, jitter: float = 0.0, seed: int = 0) -> Trace:
-    """The trace the kernel would record for this instruction tensor, on this cost model."""
-    cost = cost or CostModel()
+    """The trace the kernel would record for this instruction tensor, on this cost model (None: the
+    calibrated H100 model)."""
+    cost = resolve(cost)
     events, counts = run(encoded.instructions, cost, stages=stages, jitter=jitter, seed=seed)
     table, _ = decode_events(events, counts, encoded.instructions)
     s = encoded.schedule

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from mlaprof import format as fmt
 from mlaprof.schedule import make_schedule
 from mlaprof.schedule.encode import EncodeError, counts_of, encode, load, save
+from mlaprof.schedule.static import static_schedule
 from mlaprof.schedule.tasks import Schedule, Task
 from mlaprof.workloads import NAMED, Workload
 
@@ -46,11 +47,14 @@ def test_layout_of_every_word():
     sems = [ins[0, 0, W.SIGNAL_SEM], ins[1, 0, W.SIGNAL_SEM], ins[2, 0, W.SIGNAL_SEM]]
     assert list(r[W.INPUT_SLOTS : W.INPUT_SLOTS + 3]) == slots and len(set(slots)) == 3
     assert list(r[W.INPUT_SEMS : W.INPUT_SEMS + 3]) == sems and sorted(sems) == [0, 1, 2]
+    # each partial has one reader; a final task releases nothing
+    assert [ins[0, 0, W.SIGNAL_COUNT], ins[1, 0, W.SIGNAL_COUNT], ins[2, 0, W.SIGNAL_COUNT]] == [1, 1, 1]
+    assert r[W.SIGNAL_COUNT] == 0
     assert not r[W.INPUT_SLOTS + 3 : W.INPUT_SLOTS + fmt.MAX_FANIN].any()
-    assert not r[W.INPUT_SEMS + 3 : W.INPUT_SEMS + fmt.MAX_FANIN].any() and not r[W.RESERVED :].any()
+    assert not r[W.INPUT_SEMS + 3 : W.INPUT_SEMS + fmt.MAX_FANIN].any() and not r[W.RESERVED]
     whole = ins[0, 1]
     assert whole[W.OPCODE] == P and whole[W.TASK] == 4 and whole[W.OUT_SLOT] == -1 and whole[W.SIGNAL_SEM] == -1
-    assert whole[W.NUM_INPUTS] == 0 and not whole[W.INPUT_SLOTS :].any()
+    assert whole[W.NUM_INPUTS] == 0 and not whole[W.INPUT_SLOTS :].any()  # SIGNAL_COUNT 0 included
     assert (enc.num_slots, enc.num_sems) == (3, 3) == counts_of(ins)
 
 
@@ -66,6 +70,10 @@ def slot_reuse_is_safe(ins: np.ndarray) -> None:
     for t, ins_ in inputs.items():
         for i in ins_:
             readers[i].append(t)
+    # a writer releases as many counts as it has readers (0 = final, no semaphore)
+    for r in rows:
+        assert int(r[W.SIGNAL_COUNT]) == len(readers[int(r[W.TASK])])
+        assert (r[W.SIGNAL_SEM] >= 0) == (r[W.SIGNAL_COUNT] > 0)
     anc = {}
 
     def ancestors(t):
@@ -96,12 +104,49 @@ def slot_reuse_is_safe(ins: np.ndarray) -> None:
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(lens=st.lists(st.integers(1, 60000), min_size=1, max_size=40), s_q=st.integers(1, 4),
-       num_sms=st.integers(1, 200), scheduler=st.sampled_from(["static", "makespan"]))
-def test_slots_never_collide_while_live(lens, s_q, num_sms, scheduler):
+       num_sms=st.integers(1, 200), scheduler=st.sampled_from(["static", "makespan"]),
+       per_token=st.sampled_from([None, True, False]))
+def test_slots_never_collide_while_live(lens, s_q, num_sms, scheduler, per_token):
+    """Over random workloads, with whole and per-token reductions (several readers per result)."""
     w = Workload("hyp", tuple(max(n, s_q) for n in lens), s_q)
-    enc = encode(make_schedule(w, num_sms, scheduler))
+    s = static_schedule(w, num_sms, per_token=per_token) if scheduler == "static" and per_token is not None \
+        else make_schedule(w, num_sms, scheduler)
+    enc = encode(s)
     slot_reuse_is_safe(enc.instructions)
     assert enc.num_sems == sum(not t.final for t in enc.schedule.tasks)
+
+
+def per_token_schedule() -> Schedule:
+    """seq 0 (s_q 2) in 3 partials; two per-token reductions (token 0 on SM 1, token 1 on SM 2) read all
+    three; then a partial of seq 1 on SM 2 split in two and merged per token: its scratch may reuse a slot
+    only after both per-token readers of the slot's previous occupant."""
+    w = Workload("pt", (200, 300), 2)
+    tasks = [
+        Task(0, P, 0, 0, 2, 0, 64, sm=0, est_start_us=0, est_end_us=1),
+        Task(1, P, 0, 0, 2, 64, 128, sm=1, est_start_us=0, est_end_us=1),
+        Task(2, P, 0, 0, 2, 128, 200, sm=2, est_start_us=0, est_end_us=1),
+        Task(3, R, 0, 0, 1, 0, 200, inputs=(0, 1, 2), final=True, sm=1, est_start_us=2, est_end_us=3),
+        Task(4, R, 0, 1, 1, 0, 200, inputs=(0, 1, 2), final=True, sm=2, est_start_us=2, est_end_us=3),
+        Task(5, P, 1, 0, 2, 0, 160, sm=0, est_start_us=1, est_end_us=4),
+        Task(6, P, 1, 0, 2, 160, 300, sm=2, est_start_us=3, est_end_us=5),
+        Task(7, R, 1, 0, 1, 0, 300, inputs=(5, 6), final=True, sm=0, est_start_us=5, est_end_us=6),
+        Task(8, R, 1, 1, 1, 0, 300, inputs=(5, 6), final=True, sm=1, est_start_us=5, est_end_us=6),
+    ]
+    return Schedule(w, 3, tasks, [[0, 5, 7], [1, 3, 8], [2, 4, 6]], "hand")
+
+
+def test_per_token_reductions_share_their_inputs():
+    enc = encode(per_token_schedule())
+    ins = enc.instructions
+    by_task = {int(r[W.TASK]): r for r in ins.reshape(-1, fmt.WORDS_PER_INSTRUCTION) if r[W.OPCODE]}
+    for p in (0, 1, 2, 5, 6):  # every partial is read by both per-token reductions of its sequence
+        assert by_task[p][W.SIGNAL_COUNT] == 2 and by_task[p][W.SIGNAL_SEM] >= 0
+    for r, q in ((3, 0), (4, 1), (7, 0), (8, 1)):
+        assert (by_task[r][W.Q_START], by_task[r][W.Q_COUNT], by_task[r][W.SIGNAL_COUNT]) == (q, 1, 0)
+    assert list(by_task[3][W.INPUT_SEMS : W.INPUT_SEMS + 3]) == list(by_task[4][W.INPUT_SEMS : W.INPUT_SEMS + 3])
+    slot_reuse_is_safe(ins)
+    # task 6 depends on neither reader of seq 0's partials, so it cannot take their slots
+    assert by_task[6][W.OUT_SLOT] not in {by_task[p][W.OUT_SLOT] for p in (0, 1, 2)}
 
 
 def test_reductions_recycle_slots():
@@ -156,8 +201,10 @@ def test_refusals():
         encode(edit(s, 3, inputs=(0, 1, 2, 5, 6, 7, 8)))
     with pytest.raises(EncodeError, match="input 9 is not a task"):
         encode(edit(tiny_schedule(), 3, inputs=(0, 1, 9)))
-    with pytest.raises(EncodeError, match="q ranges must match"):
+    with pytest.raises(EncodeError, match="must cover the reduction's q range"):
         encode(edit(tiny_schedule(), 1, q_start=1, q_count=1))
+    with pytest.raises(EncodeError, match="listed twice"):
+        encode(edit(tiny_schedule(), 3, inputs=(0, 1, 1)))
     with pytest.raises(EncodeError, match="writes the final output"):
         encode(edit(tiny_schedule(), 2, final=True))
     with pytest.raises(EncodeError, match="no reduction reads"):

@@ -43,27 +43,39 @@ def check_schedule(s, w: Workload, num_sms: int) -> None:
     readers = {t.id: [] for t in tasks}
     for t in tasks:
         assert 0 <= t.seq < w.batch
-        assert (t.q_start, t.q_count) == (0, w.s_q)  # every task covers all query tokens of its sequence
         assert 0 <= t.kv_start < t.kv_end <= w.lens[t.seq]
         if t.op == fmt.Opcode.PARTIAL:
             assert t.inputs == ()
+            assert (t.q_start, t.q_count) == (0, w.s_q)  # a partial reads its KV once for all query tokens
             # chunks start on a KV tile; only a sequence's end may cut a tile short
             assert t.kv_start % TILE == 0 and (t.kv_end % TILE == 0 or t.kv_end == w.lens[t.seq])
         else:
-            assert 2 <= len(t.inputs) <= fmt.MAX_FANIN
+            # a reduction is whole (all tokens) or per query token (16 rows)
+            assert (t.q_start, t.q_count) == (0, w.s_q) or (t.q_count == 1 and 0 <= t.q_start < w.s_q)
+            assert 2 <= len(t.inputs) <= fmt.MAX_FANIN and len(set(t.inputs)) == len(t.inputs)
             for i in t.inputs:
-                assert 0 <= i < len(tasks) and tasks[i].seq == t.seq and not tasks[i].final
+                src = tasks[i]
+                assert 0 <= i < len(tasks) and src.seq == t.seq and not src.final
+                assert src.q_start <= t.q_start and t.q_start + t.q_count <= src.q_start + src.q_count
                 readers[i].append(t.id)
             # a reduction's KV range is the union of its inputs', and they tile it without gaps
             spans = sorted((tasks[i].kv_start, tasks[i].kv_end) for i in t.inputs)
             assert spans[0][0] == t.kv_start and spans[-1][1] == t.kv_end
             assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
-    # every scratch result is read exactly once; each sequence has exactly one final task covering it whole
+    # every query token of a scratch result is read by exactly one reduction (per-token reductions share
+    # their input, each taking its own token); final results are read by none
     for t in tasks:
-        assert len(readers[t.id]) == (0 if t.final else 1)
-    finals = sorted((t.seq, t.kv_start, t.kv_end) for t in tasks if t.final)
-    assert finals == [(i, 0, n) for i, n in enumerate(w.lens)]
-    # every (sequence, KV token) is covered by exactly one partial (query tokens: all, checked above)
+        if t.final:
+            assert readers[t.id] == []
+            continue
+        covered = sorted(q for r in readers[t.id] for q in range(tasks[r].q_start, tasks[r].q_start + tasks[r].q_count))
+        assert covered == list(range(t.q_start, t.q_start + t.q_count))
+    # each (sequence, query token) has exactly one final task, covering the whole sequence
+    finals = sorted((t.seq, q, t.kv_start, t.kv_end) for t in tasks if t.final
+                    for q in range(t.q_start, t.q_start + t.q_count))
+    assert finals == [(i, q, 0, n) for i, n in enumerate(w.lens) for q in range(w.s_q)]
+    # every (sequence, KV token) is covered by exactly one partial (query tokens: all, checked above); with
+    # the tiling of each reduction's inputs this covers every (sequence, query token, KV token) exactly once
     for seq, n in enumerate(w.lens):
         parts = sorted((t.kv_start, t.kv_end) for t in tasks if t.op == fmt.Opcode.PARTIAL and t.seq == seq)
         assert parts[0][0] == 0 and parts[-1][1] == n

@@ -182,3 +182,28 @@ def test_jitter_is_seeded():
     b = run(enc.instructions, jitter=0.05, seed=1)[0]
     c = run(enc.instructions, jitter=0.05, seed=2)[0]
     assert np.array_equal(a, b) and not np.array_equal(a, c)
+
+
+def test_several_readers_per_semaphore():
+    """Per-token reductions share each partial: the writer signals their count, each passes once the store
+    ended (plus latency); a count that differs from the readers is refused (the GPU would hang or leak)."""
+    from mlaprof.schedule.static import static_schedule
+
+    cost = CostModel()
+    s = static_schedule(Workload("t", (3000, 5000), 4), 6, cost, per_token=True)
+    enc = encode(s)
+    f = frame(simulate(enc, cost))
+    store_end = {int(t): int(e) for t, e, k in zip(f["task"], f["end_ns"], f["kind"]) if k == K.STORE}
+    readers = {}
+    for t in s.tasks:
+        for i in t.inputs:
+            readers.setdefault(i, []).append(t.id)
+    shared = [i for i, r in readers.items() if len(r) == 4]
+    assert shared and all(s.tasks[i].op == fmt.Opcode.PARTIAL for i in shared)
+    for i in np.flatnonzero(f["kind"] == K.WAIT):
+        assert f["end_ns"][i] >= store_end[int(f["wait_task"][i])] + cost.sem_latency_ns - 1
+    ins = enc.instructions.copy()
+    sm, p = np.argwhere((ins[..., fmt.Word.SIGNAL_COUNT] == 4))[0]
+    ins[sm, p, fmt.Word.SIGNAL_COUNT] = 1
+    with pytest.raises(SimulationError, match="SIGNAL_COUNT must equal the readers"):
+        run(ins, cost)

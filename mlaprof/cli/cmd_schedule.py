@@ -24,15 +24,17 @@ def register(sub) -> None:
     add_workload_args(p)
     p.add_argument("--scheduler", "-s", choices=["static", "makespan"], help="one scheduler (default: both)")
     p.add_argument("--sms", type=int, default=132, help="SMs to schedule for (default 132, an H100 SXM)")
-    p.add_argument("--cost", help="cost model JSON (from `mlaprof calibrate`); default: built-in constants")
+    p.add_argument("--cost", help="cost model JSON (from `mlaprof calibrate`); default: the H100 model fitted to "
+                                  "measured traces (mlaprof/data/cost_h100.json); 'default': uncalibrated estimates")
     p.add_argument("--per-sm", action="store_true", help="list every SM's instructions")
     p.add_argument("--out", "-o", help="write the instruction tensor: .npy (tensor) or .npz (tensor + schedule)")
 
 
-def describe(t) -> str:
+def describe(t, s_q: int) -> str:
     if t.op.name == "PARTIAL":
         return f"P s{t.seq}[{t.kv_start}:{t.kv_end}]{'*' if t.final else ''}"
-    return f"R s{t.seq}({len(t.inputs)}){'*' if t.final else ''}"
+    token = f"q{t.q_start}" if t.q_count < s_q else ""  # a per-query-token reduction
+    return f"R s{t.seq}{token}({len(t.inputs)}){'*' if t.final else ''}"
 
 
 def summary(schedule, encoded, simulated_us: float) -> dict:
@@ -84,9 +86,10 @@ def run(args) -> int:
     for name in names:
         s = results[name][0]
         if args.per_sm:
-            print(f"\n{name}: instructions per SM (P = partial seq[kv range], R = reduction seq(fan-in), * = final)")
+            print(f"\n{name}: instructions per SM (P = partial seq[kv range], R = reduction seq(fan-in), "
+                  f"qN = of query token N only, * = final)")
             for sm, q in enumerate(s.queues):
-                print(f"  SM {sm:3d}: " + ", ".join(describe(s.tasks[t]) for t in q))
+                print(f"  SM {sm:3d}: " + ", ".join(describe(s.tasks[t], w.s_q) for t in q))
         if s.params:
             print(f"{name} parameters: " + ", ".join(f"{k}={v}" for k, v in s.params.items() if k != "fillers"))
     if args.out:

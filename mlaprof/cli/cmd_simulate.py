@@ -24,7 +24,8 @@ def register(sub) -> None:
     p.add_argument("--scheduler", "-s", default="makespan", choices=["static", "makespan"])
     p.add_argument("--sms", type=int, default=132, help="SMs to schedule for (default 132)")
     p.add_argument("--instructions", help="simulate a saved .npz/.npy from `mlaprof schedule --out` instead")
-    p.add_argument("--cost", help="cost model JSON (from `mlaprof calibrate`); default: built-in constants")
+    p.add_argument("--cost", help="cost model JSON (from `mlaprof calibrate`); default: the H100 model fitted to "
+                                  "measured traces (mlaprof/data/cost_h100.json); 'default': uncalibrated estimates")
     p.add_argument("--stages", type=int, default=4, help="KV pipeline stages per SM (default 4)")
     p.add_argument("--jitter", type=float, default=0.0, help="relative noise on every span duration (e.g. 0.05)")
     p.add_argument("--seed", type=int, default=0, help="seed of the jitter")

@@ -2,11 +2,13 @@
 
 Row p of SM s is the p-th task of that SM's queue; an all-zero row (OPCODE=END) follows each SM's last one.
 Scratch results live in slots of fp32 ``o[num_slots, MAX_ROWS, 512]`` + ``lse[num_slots, MAX_ROWS]`` (row =
-q_token * 16 + head).  Each scratch-writing task releases its own semaphore after its store, and a reduction
-waits on its inputs' semaphores.
+q_token * 16 + head, absolute query token: a per-token reduction reads and writes only its own 16 rows).
+Each scratch-writing task releases its own semaphore after its store with a count of its readers
+(``Word.SIGNAL_COUNT``: a partial read by s_q per-token reductions releases s_q), and a reduction waits on
+its inputs' semaphores, taking one count back each.
 
-Slot reuse rule: a later writer W may take a slot only if W transitively depends on every reader of the
-slot's previous occupant, so no timing on the GPU can make the two lifetimes overlap; a reduction therefore
+Slot reuse rule: a later writer W may take a slot only if W transitively depends on every reader (all of
+them, when per-token reductions share an input) of the slot's previous occupant, so no timing on the GPU can make the two lifetimes overlap; a reduction therefore
 never writes a slot it reads.  Partials depend on nothing, so each scratch partial has a slot of its own;
 reductions recycle the slots their subtrees are done with.
 """
@@ -76,18 +78,21 @@ def validate(schedule: Schedule) -> list[int]:
             raise EncodeError(f"task {t.id}: unknown opcode {t.op!r}")
         if not 1 <= len(t.inputs) <= fmt.MAX_FANIN:
             raise EncodeError(f"task {t.id}: reduction fan-in {len(t.inputs)} outside 1..{fmt.MAX_FANIN}")
+        if len(set(t.inputs)) != len(t.inputs):
+            raise EncodeError(f"task {t.id}: an input is listed twice in {list(t.inputs)}")
         for i in t.inputs:
             if not 0 <= i < n:
                 raise EncodeError(f"task {t.id}: input {i} is not a task of this schedule")
             src = tasks[i]
             if src.final:
                 raise EncodeError(f"task {t.id}: input {i} writes the final output, not a scratch slot")
-            if (src.seq, src.q_start, src.q_count) != (t.seq, t.q_start, t.q_count):
+            if src.seq != t.seq or not src.q_start <= t.q_start <= t.q_start + t.q_count <= src.q_start + src.q_count:
                 raise EncodeError(
                     f"task {t.id}: input {i} covers sequence {src.seq} tokens [{src.q_start}, "
                     f"{src.q_start + src.q_count}), the reduction sequence {t.seq} tokens "
-                    f"[{t.q_start}, {t.q_start + t.q_count}): q ranges must match"
+                    f"[{t.q_start}, {t.q_start + t.q_count}): an input must cover the reduction's q range"
                 )
+
             readers[i].append(t.id)
     for t in tasks:
         if not t.final and not readers[t.id]:
@@ -147,6 +152,10 @@ def encode(schedule: Schedule) -> Encoded:
     order = validate(schedule)
     slot, num_slots = allocate_slots(schedule, order)
     tasks = schedule.tasks
+    readers: list[list[int]] = [[] for _ in tasks]
+    for t in tasks:
+        for i in t.inputs:
+            readers[i].append(t.id)
     sem = [fmt.NO_SEM] * len(tasks)
     num_sems = 0
     for t in tasks:  # dense, in task-id order
@@ -165,6 +174,7 @@ def encode(schedule: Schedule) -> Encoded:
             row[W.KV_START], row[W.KV_END] = t.kv_start, t.kv_end
             row[W.OUT_SLOT] = slot[tid]
             row[W.SIGNAL_SEM] = sem[tid]
+            row[W.SIGNAL_COUNT] = len(readers[tid])
             row[W.NUM_INPUTS] = len(t.inputs)
             for k, i in enumerate(t.inputs):
                 row[W.INPUT_SLOTS + k] = slot[i]
@@ -233,3 +243,20 @@ def _schedule_from_meta(meta: dict) -> Schedule:
         scheduler=meta["scheduler"], params=meta.get("params", {}),
         predicted_makespan_us=meta.get("predicted_makespan_us", 0.0), compute_ms=meta.get("compute_ms", 0.0),
     )
+
+
+def from_trace(trace) -> Schedule:
+    """The schedule a trace ran: its task table (metadata ``tasks``) in the per-SM order of its INSTRUCTION
+    spans, so ``encode`` rebuilds the instruction tensor and ``mlaprof.sim`` can replay a measured run."""
+    from mlaprof.trace.schema import KIND_NAMES
+
+    meta = trace.meta
+    if not meta.tasks:
+        raise EncodeError("the trace has no task table in its metadata: cannot rebuild its schedule")
+    inst = trace.codes("kind", KIND_NAMES) == fmt.Kind.INSTRUCTION
+    sm, instr, task = (trace.col(c)[inst].astype(np.int64) for c in ("sm", "instr", "task"))
+    queues: list[list[int]] = [[] for _ in range(meta.sm_count)]
+    for i in np.lexsort((instr, sm)):
+        queues[int(sm[i])].append(int(task[i]))
+    return _schedule_from_meta({"workload": meta.workload, "num_sms": meta.sm_count, "queues": queues,
+                                "scheduler": meta.scheduler, "params": meta.scheduler_params, "tasks": meta.tasks})

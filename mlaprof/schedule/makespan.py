@@ -30,9 +30,9 @@ import time
 import numpy as np
 
 from mlaprof import format as fmt
-from mlaprof.costmodel import CostModel
+from mlaprof.costmodel import CostModel, resolve
 from mlaprof.schedule.plan import ScheduleError, build_tasks, evaluate
-from mlaprof.schedule.static import group_sizes, static_plan
+from mlaprof.schedule.static import best_static_plan, group_sizes
 from mlaprof.schedule.tasks import Schedule
 from mlaprof.workloads import Workload
 
@@ -42,17 +42,19 @@ TIMED = 4  # rollouts timed on the task-level timeline (the plans with the small
 
 
 class _Costs:
-    """The planner's affine costs for one workload's row count (ns)."""
+    """The planner's affine costs for one workload's row count (ns); reductions also for per-token rows."""
 
     def __init__(self, cost: CostModel, rows: int):
         self.cost, self.rows = cost, rows
         self.a_p, self.tau = cost.partial_linear(rows, final=False)
         self.a_f, _ = cost.partial_linear(rows, final=True)
-        self.lag = cost.sem_latency_ns - cost.setup_ns  # input end -> reduction start (setup overlaps the wait)
-        self.red = {(k, f): float(cost.reduction_ns(k, rows, f)) for k in range(1, fmt.MAX_FANIN + 1) for f in (False, True)}
+        self.lag = cost.sem_latency_ns - cost.reduce_setup_ns  # input end -> reduction start (setup overlaps the wait)
+        row_counts = sorted({fmt.NUM_HEADS_Q, rows})
+        self.red = {(k, f, r): float(cost.reduction_ns(k, r, f)) for k in range(1, fmt.MAX_FANIN + 1)
+                    for f in (False, True) for r in row_counts}
         fan = np.arange(fmt.MAX_FANIN + 1)
-        self.red_scratch = cost.reduction_ns(fan, rows, False)  # indexed by fan-in
-        self.red_final = cost.reduction_ns(fan, rows, True)
+        self.red_scratch = {r: cost.reduction_ns(fan, r, False) for r in row_counts}  # indexed by fan-in
+        self.red_final = {r: cost.reduction_ns(fan, r, True) for r in row_counts}
 
 
 def _tree(m: int, k: int) -> list[tuple[list[tuple[bool, int]], bool]]:
@@ -121,9 +123,11 @@ def _trim(n: list[int], total: int) -> list[int]:
     return out
 
 
-def _plan(lens, tiles, num_sms: int, c: _Costs, m_fill: dict[int, int], chunk: int, k: int) -> dict:
-    """One rollout: shape, tail, fill.  ``m_fill``: filler sequence -> its number of partials.
+def _plan(lens, tiles, num_sms: int, c: _Costs, m_fill: dict[int, int], chunk: int, k: int, copies: int) -> dict:
+    """One rollout: shape, tail, fill.  ``m_fill``: filler sequence -> its number of partials; ``copies``:
+    1 (whole reductions) or s_q (one tree per query token, the trees sharing the partials).
     Returns the plan with its makespan target ``T`` (ns)."""
+    rrows = c.rows // copies
     b = len(lens)
     fillers = [i for i, m in m_fill.items() if m >= 2]
     fill_set = set(fillers)
@@ -139,25 +143,33 @@ def _plan(lens, tiles, num_sms: int, c: _Costs, m_fill: dict[int, int], chunk: i
 
     # ---- tail: reversed list scheduling of reductions and fixed partials ------------------------------
     sm_heap = [(0.0, s) for s in range(num_sms)]
-    place = {}  # ("r", seq, idx) | ("p", seq, leaf) -> (sm, rev_start, rev_end)
+    place = {}  # ("r", seq, idx, q) | ("p", seq, leaf) -> (sm, rev_start, rev_end)
     rho = {}  # (seq, leaf) -> reversed time the filler leaf may start (its deadline)
+    pend = {}  # (seq, leaf) -> readers not placed yet (a leaf waits for all of its per-token readers)
     ready = []
     for i, reds in trees.items():
-        ready.append((0.0, i, len(reds) - 1, True))
+        for q in range(copies):
+            ready.append((0.0, i, len(reds) - 1, True, q))
     heapq.heapify(ready)
     while ready:
-        r_time, i, idx, is_red = heapq.heappop(ready)
+        r_time, i, idx, is_red, q = heapq.heappop(ready)
         free, s = heapq.heappop(sm_heap)
         start = max(free, r_time)
         if is_red:
             ins, root = trees[i][idx]
-            end = start + c.red[(len(ins), root)]
-            place[("r", i, idx)] = (s, start, end)
+            end = start + c.red[(len(ins), root, rrows)]
+            place[("r", i, idx, q)] = (s, start, end)
             for is_r, j in ins:
-                if is_r or leaves[i][j] is not None:
-                    heapq.heappush(ready, (end + c.lag, i, j, is_r))
-                else:
-                    rho[(i, j)] = end + c.lag
+                if is_r:
+                    heapq.heappush(ready, (end + c.lag, i, j, True, q))
+                    continue
+                key = (i, j)
+                left = pend.get(key, copies) - 1
+                pend[key] = left
+                if end + c.lag > rho.get(key, 0.0):
+                    rho[key] = end + c.lag
+                if left == 0 and leaves[i][j] is not None:
+                    heapq.heappush(ready, (rho.pop(key), i, j, False, 0))
         else:
             end = start + c.a_p + leaves[i][idx] * c.tau
             place[("p", i, idx)] = (s, start, end)
@@ -197,16 +209,17 @@ def _plan(lens, tiles, num_sms: int, c: _Costs, m_fill: dict[int, int], chunk: i
         place[("w", i, 0)] = (s, top, end)  # reversed: it runs before everything already on this SM
         heapq.heappush(heap, (end, s))
         T = max(T, end)
-    return {"T": T, "leaves": leaves, "trees": trees, "place": place, "sm_of_leaf": sm_of_leaf,
+    return {"T": T, "copies": copies, "leaves": leaves, "trees": trees, "place": place, "sm_of_leaf": sm_of_leaf,
             "start_of_leaf": start_of_leaf, "fillers": fillers, "chunk": chunk, "k": k}
 
 
-def _materialise(plan: dict, lens, num_sms: int, c: _Costs):
+def _materialise(plan: dict, lens, num_sms: int, c: _Costs, s_q: int):
     """Tasks (columns) and per-SM queues ordered by planned forward start."""
     T = plan["T"]
-    op, seq_of, kv0, kv1, inputs, final, sm_of, fstart = [], [], [], [], [], [], [], []
+    copies = plan["copies"]
+    op, seq_of, kv0, kv1, inputs, final, sm_of, fstart, q0, qn = [], [], [], [], [], [], [], [], [], []
 
-    def add(o, s, a, bnd, ins, f, sm, start):
+    def add(o, s, a, bnd, ins, f, sm, start, q=0, n=s_q):
         op.append(o)
         seq_of.append(s)
         kv0.append(a)
@@ -215,6 +228,8 @@ def _materialise(plan: dict, lens, num_sms: int, c: _Costs):
         final.append(f)
         sm_of.append(sm)
         fstart.append(start)
+        q0.append(q)
+        qn.append(n)
         return len(op) - 1
 
     for i, tl in plan["leaves"].items():
@@ -239,26 +254,28 @@ def _materialise(plan: dict, lens, num_sms: int, c: _Costs):
             leaf_task.append(add(PARTIAL, i, a, bnd, (), False, s, start))
         if pos * TILE < length:  # cannot happen: fill sizes add up; a loud failure beats a silent gap
             raise ScheduleError(f"internal: sequence {i} planned {pos} of {-(-length // TILE)} tiles")
-        red_task = []
-        for idx, (ins, root) in enumerate(plan["trees"][i]):
-            ids = [red_task[j] if is_r else leaf_task[j] for is_r, j in ins]
-            ids = [t for t in ids if t >= 0]
-            if len(ids) == 0:
-                red_task.append(-1)
-            elif len(ids) == 1:  # a merge of one input is a copy: pass the input up instead
-                red_task.append(ids[0])
-            else:
-                s, rs, re_ = plan["place"][("r", i, idx)]
-                red_task.append(add(REDUCTION, i, min(kv0[t] for t in ids), max(kv1[t] for t in ids),
-                                    tuple(ids), False, s, T - re_))
-        final[red_task[-1]] = True
+        for q in range(copies):
+            red_task = []
+            for idx, (ins, root) in enumerate(plan["trees"][i]):
+                ids = [red_task[j] if is_r else leaf_task[j] for is_r, j in ins]
+                ids = [t for t in ids if t >= 0]
+                if len(ids) == 0:
+                    red_task.append(-1)
+                elif len(ids) == 1:  # a merge of one input is a copy: pass the input up instead
+                    red_task.append(ids[0])
+                else:
+                    s, rs, re_ = plan["place"][("r", i, idx, q)]
+                    qa, qb = (q, 1) if copies > 1 else (0, s_q)
+                    red_task.append(add(REDUCTION, i, min(kv0[t] for t in ids), max(kv1[t] for t in ids),
+                                        tuple(ids), False, s, T - re_, qa, qb))
+            final[red_task[-1]] = True
     queues: list[list[int]] = [[] for _ in range(num_sms)]
     for t in sorted(range(len(op)), key=lambda t: fstart[t]):
         queues[sm_of[t]].append(t)
-    return op, seq_of, kv0, kv1, inputs, final, sm_of, queues
+    return op, seq_of, kv0, kv1, inputs, final, sm_of, queues, q0, qn
 
 
-def tree_depth_ns(c: _Costs, m: np.ndarray, k: int) -> np.ndarray:
+def tree_depth_ns(c: _Costs, m: np.ndarray, k: int, rows: int) -> np.ndarray:
     """Deadline offset of the leaves of a balanced k-ary tree over m leaves (m >= 2): the sum of the edges
     (reduction + latency) of its levels, each at the level's largest fan-in; the root writes the output."""
     out = np.zeros(len(m))
@@ -267,17 +284,17 @@ def tree_depth_ns(c: _Costs, m: np.ndarray, k: int) -> np.ndarray:
         groups = -(-n // k)
         fan = np.where(n > 1, -(-n // groups), 1)
         root = (groups == 1) & (n > 1)
-        edge = np.where(root, c.red_final[fan], c.red_scratch[fan]) + c.lag
+        edge = np.where(root, c.red_final[rows][fan], c.red_scratch[rows][fan]) + c.lag
         out += np.where(n > 1, edge, 0.0)
         n = groups
     return out
 
 
-def balanced_fillers(tiles: np.ndarray, num_sms: int, c: _Costs, k: int) -> dict[int, int]:
+def balanced_fillers(tiles: np.ndarray, num_sms: int, c: _Costs, k: int, rows: int) -> dict[int, int]:
     """Split counts that equalise the sequences' makespans: bisect on T, each sequence taking the fewest SMs
-    with which its own tree ends by T; sequences that fit whole by T stay whole."""
+    with which its own tree (of ``rows``-row reductions) ends by T; sequences that fit whole by T stay whole."""
     m = np.arange(1, num_sms + 1)
-    depth = tree_depth_ns(c, np.maximum(m, 2), k)
+    depth = tree_depth_ns(c, np.maximum(m, 2), k, rows)
     t_seq = tiles[:, None] * c.tau / m[None, :] + depth[None, :] + c.a_p  # [b, S]
     t_seq[:, 0] = c.a_f + tiles * c.tau
     whole_ns = t_seq[:, 0]
@@ -307,61 +324,66 @@ def balanced_fillers(tiles: np.ndarray, num_sms: int, c: _Costs, k: int) -> dict
     return {int(i): int(need[i]) for i in np.flatnonzero(need > 1)}
 
 
-def candidates(tiles: np.ndarray, num_sms: int, c: _Costs) -> list[tuple[str, dict[int, int], int, int]]:
-    """Rollout shapes: (name, filler -> split count, chunk tiles for the others, fan-in)."""
+def candidates(tiles: np.ndarray, num_sms: int, c: _Costs, s_q: int) -> list[tuple[str, dict[int, int], int, int, int]]:
+    """Rollout shapes: (name, filler -> split count, chunk tiles for the others, fan-in, reduction copies),
+    each with whole reductions and, when s_q > 1, with one reduction tree per query token."""
     k = fmt.MAX_FANIN
     per_sm = max(1, int(round(tiles.sum() / num_sms)))
     half = max(1, per_sm // 2)
+    longest = int(np.argmax(tiles))
     out = []
-    if num_sms >= 2:
-        # every long sequence fills its share of the SMs; the others stay whole
-        out.append(("fill-all", balanced_fillers(tiles, num_sms, c, k), int(tiles.max()) + 1, k))
-        # the longest sequence fills whatever the others leave; they are cut into short chunks
-        longest = int(np.argmax(tiles))
-        out.append(("fill-longest", {longest: int(min(num_sms, tiles[longest]))}, half, k))
-    out.append(("chunks", {}, half, k))  # no filler: short equal chunks, packed backwards
+    for copies in ([1, s_q] if s_q > 1 else [1]):
+        rrows = c.rows // copies
+        if num_sms >= 2:
+            # every long sequence fills its share of the SMs; the others stay whole
+            out.append(("fill-all", balanced_fillers(tiles, num_sms, c, k, rrows), int(tiles.max()) + 1, k, copies))
+            # the longest sequence fills whatever the others leave; they are cut into short chunks
+            out.append(("fill-longest", {longest: int(min(num_sms, tiles[longest]))}, half, k, copies))
+        out.append(("chunks", {}, half, k, copies))  # no filler: short equal chunks, packed backwards
     return out
 
 
 def makespan_schedule(workload: Workload, num_sms: int, cost: CostModel | None = None) -> Schedule:
     t0 = time.perf_counter()
-    cost = cost or CostModel()
+    cost = resolve(cost)
     if num_sms < 1:
         raise ScheduleError(f"need at least 1 SM, got {num_sms}")
-    rows = workload.s_q * fmt.NUM_HEADS_Q
+    s_q = workload.s_q
+    rows = s_q * fmt.NUM_HEADS_Q
     c = _Costs(cost, rows)
     lens = workload.lens
     tiles = -(-np.asarray(lens, dtype=np.int64) // TILE)
     # rollouts: plan every shape (closed-form T), then time the most promising ones on the timeline
-    shapes = candidates(tiles, num_sms, c)
     plans = []
-    for name, m_fill, chunk, k in shapes:
-        plans.append(_plan(lens, tiles, num_sms, c, m_fill, chunk, k))
+    for name, m_fill, chunk, k, copies in candidates(tiles, num_sms, c, s_q):
+        plans.append(_plan(lens, tiles, num_sms, c, m_fill, chunk, k, copies))
         plans[-1]["shape"] = name
     plans.sort(key=lambda p: p["T"])
     best = None
     for plan in plans[:TIMED]:
         plan["c"] = c
-        cols = _materialise(plan, lens, num_sms, c)
-        op, seq_of, kv0, kv1, inputs, final, sm_of, queues = cols
+        cols = _materialise(plan, lens, num_sms, c, s_q)
+        op, seq_of, kv0, kv1, inputs, final, sm_of, queues, q0, qn = cols
         start, end = evaluate(op, [b - a for a, b in zip(kv0, kv1)], [len(i) for i in inputs], final, inputs,
-                              queues, rows, cost)
+                              queues, np.asarray(qn) * fmt.NUM_HEADS_Q, cost)
         span = float(end.max())
         if best is None or span < best[0]:
             best = (span, plan, cols, start, end)
-    span, plan, (op, seq_of, kv0, kv1, inputs, final, sm_of, queues), start, end = best
+    span, plan, (op, seq_of, kv0, kv1, inputs, final, sm_of, queues, q0, qn), start, end = best
     params = {"rollouts": len(plans) + 1, "shape": plan["shape"], "fillers": len(plan["fillers"]),
-              "fanin": plan["k"], "planned_us": round(float(plan["T"]) / 1e3, 3)}
+              "fanin": plan["k"], "reductions": "per-token" if plan["copies"] > 1 else "whole",
+              "planned_us": round(float(plan["T"]) / 1e3, 3)}
     if plan["shape"] != "fill-all":
         params["chunk_tokens"] = plan["chunk"] * TILE
     # the static schedule is one more rollout: where no backward plan beats it, it is the answer
-    base = static_plan(workload, num_sms, cost)
+    base = best_static_plan(workload, num_sms, cost)
     if float(base["end"].max()) < span:
-        params = {"rollouts": len(plans) + 1, "shape": "static", "chunk_tokens": base["chunk"]}
-        op, seq_of, kv0, kv1, inputs, final, sm_of, queues, start, end = (
-            base[k] for k in ("op", "seq", "kv0", "kv1", "inputs", "final", "sm", "queues", "start", "end"))
+        params = {"rollouts": len(plans) + 1, "shape": "static", "chunk_tokens": base["chunk"],
+                  "reductions": "per-token" if base["per_token"] else "whole"}
+        op, seq_of, kv0, kv1, inputs, final, sm_of, queues, start, end, q0, qn = (
+            base[k] for k in ("op", "seq", "kv0", "kv1", "inputs", "final", "sm", "queues", "start", "end", "q0", "qn"))
     return Schedule(
         workload=workload, num_sms=num_sms, queues=queues, scheduler="makespan",
-        tasks=build_tasks(op, seq_of, kv0, kv1, inputs, final, sm_of, start, end, workload.s_q),
+        tasks=build_tasks(op, seq_of, kv0, kv1, inputs, final, sm_of, start, end, q0, qn),
         params=params, predicted_makespan_us=float(end.max()) / 1e3, compute_ms=(time.perf_counter() - t0) * 1e3,
     )

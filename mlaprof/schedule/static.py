@@ -2,7 +2,9 @@
 
 The baseline the makespan scheduler must beat.  One chunk size for every sequence (total KV / SMs, in whole
 KV tiles) balances the partial work; tasks are then handed, partials longest first and reductions level by
-level, to whichever SM finishes first.  Handing tasks out in a topological order and appending each to its
+level, to whichever SM finishes first.  Reductions are either whole (all s_q query tokens, one tree per
+sequence) or per query token (DESIGN §5: one tree per (sequence, token), 16 rows each, the s_q trees
+sharing the partials); both are timed on the cost model and the faster is kept.  Handing tasks out in a topological order and appending each to its
 SM's queue makes every queue order deadlock-free: each wait points at a task handed out earlier.
 """
 
@@ -11,8 +13,10 @@ from __future__ import annotations
 import heapq
 import time
 
+import numpy as np
+
 from mlaprof import format as fmt
-from mlaprof.costmodel import CostModel
+from mlaprof.costmodel import CostModel, resolve
 from mlaprof.schedule.plan import ScheduleError, build_tasks, durations, evaluate
 from mlaprof.schedule.tasks import Schedule
 from mlaprof.workloads import Workload
@@ -42,63 +46,98 @@ def group_sizes(count: int, fanin: int) -> list[int]:
     return [base + (1 if g < extra else 0) for g in range(groups)]
 
 
-def static_schedule(workload: Workload, num_sms: int, cost: CostModel | None = None, fanin: int = fmt.MAX_FANIN) -> Schedule:
+def static_schedule(workload: Workload, num_sms: int, cost: CostModel | None = None, fanin: int = fmt.MAX_FANIN,
+                    per_token: bool | None = None) -> Schedule:
+    """``per_token``: None lets the cost model choose between whole and per-token reductions."""
     t0 = time.perf_counter()
-    p = static_plan(workload, num_sms, cost or CostModel(), fanin)
+    cost = resolve(cost)
+    p = best_static_plan(workload, num_sms, cost, fanin, per_token)
     return Schedule(
         workload=workload, num_sms=num_sms, queues=p["queues"], scheduler="static",
-        tasks=build_tasks(*(p[k] for k in ("op", "seq", "kv0", "kv1", "inputs", "final", "sm", "start", "end")),
-                          workload.s_q),
-        params={"fanin": fanin, "chunk_tokens": p["chunk"]},
+        tasks=build_tasks(*(p[k] for k in ("op", "seq", "kv0", "kv1", "inputs", "final", "sm", "start", "end",
+                                           "q0", "qn"))),
+        params={"fanin": fanin, "chunk_tokens": p["chunk"], "reductions": "per-token" if p["per_token"] else "whole"},
         predicted_makespan_us=float(p["end"].max()) / 1e3, compute_ms=(time.perf_counter() - t0) * 1e3,
     )
 
 
-def static_plan(workload: Workload, num_sms: int, cost: CostModel, fanin: int = fmt.MAX_FANIN) -> dict:
+def best_static_plan(workload: Workload, num_sms: int, cost: CostModel, fanin: int = fmt.MAX_FANIN,
+                     per_token: bool | None = None) -> dict:
+    choices = [per_token] if per_token is not None else ([False, True] if workload.s_q > 1 else [False])
+    plans = [static_plan(workload, num_sms, cost, fanin, pt) for pt in choices]
+    return min(plans, key=lambda p: float(p["end"].max()) if len(p["end"]) else 0.0)
+
+
+def add_tree(cols: dict, seq: int, leaves: list[int], fanin: int, s_q: int, per_token: bool,
+             level_of: list[int] | None = None) -> list[int]:
+    """Reductions over ``leaves`` (task ids of one sequence's partials, covering all s_q tokens): one balanced
+    k-ary tree, or (``per_token``) s_q trees of one query token each sharing the leaves.  Appends to the
+    column lists in ``cols`` and returns the new ids.  ``level_of`` receives each reduction's tree level."""
+    new = []
+    for q0, qn in ([(q, 1) for q in range(s_q)] if per_token else [(0, s_q)]):
+        frontier, level = list(leaves), 0
+        while len(frontier) > 1:
+            sizes = group_sizes(len(frontier), fanin)
+            nxt, pos = [], 0
+            for size in sizes:
+                group = frontier[pos : pos + size]
+                pos += size
+                if size == 1:
+                    nxt.append(group[0])
+                    continue
+                tid = len(cols["op"])
+                for k, v in (("op", REDUCTION), ("seq", seq), ("q0", q0), ("qn", qn), ("kv0", cols["kv0"][group[0]]),
+                             ("kv1", cols["kv1"][group[-1]]), ("inputs", tuple(group)), ("final", len(sizes) == 1)):
+                    cols[k].append(v)
+                if level_of is not None:
+                    level_of.append(level)
+                new.append(tid)
+                nxt.append(tid)
+            frontier = nxt
+            level += 1
+    return new
+
+
+def static_plan(workload: Workload, num_sms: int, cost: CostModel, fanin: int = fmt.MAX_FANIN,
+                per_token: bool = False) -> dict:
     """The static schedule as task columns, queues and timeline (no Task objects: cheap to compare)."""
     if num_sms < 1:
         raise ScheduleError(f"need at least 1 SM, got {num_sms}")
     if not 2 <= fanin <= fmt.MAX_FANIN:
         raise ScheduleError(f"reduction fan-in must be 2..{fmt.MAX_FANIN}, got {fanin}")
-    rows = workload.s_q * fmt.NUM_HEADS_Q
+    s_q = workload.s_q
     per_sm = -(-workload.total_kv // num_sms)
     chunk = -(-per_sm // TILE) * TILE  # ceil(total / SMs), rounded up to whole KV tiles
 
-    op, seq_of, kv0, kv1, inputs, final = [], [], [], [], [], []
-
-    def add(o, s, a, b, ins, f) -> int:
-        for col, v in zip((op, seq_of, kv0, kv1, inputs, final), (o, s, a, b, ins, f)):
-            col.append(v)
-        return len(op) - 1
-
-    frontier: dict[int, list[int]] = {}
+    cols: dict[str, list] = {k: [] for k in ("op", "seq", "q0", "qn", "kv0", "kv1", "inputs", "final")}
+    leaves: dict[int, list[int]] = {}
     for seq, length in enumerate(workload.lens):
         ranges = split_even(length, -(-length // chunk)) if length > chunk else [(0, length)]
-        frontier[seq] = [add(PARTIAL, seq, a, b, (), len(ranges) == 1) for a, b in ranges]
-    num_partials = len(op)
-    # reductions are created one tree level at a time across all sequences, so ids are a topological order
-    while any(len(ids) > 1 for ids in frontier.values()):
-        for seq, ids in frontier.items():
-            if len(ids) < 2:
-                continue
-            sizes = group_sizes(len(ids), fanin)
-            nxt, pos = [], 0
-            for size in sizes:
-                group = ids[pos : pos + size]
-                pos += size
-                if size == 1:
-                    nxt.append(group[0])
-                else:
-                    nxt.append(add(REDUCTION, seq, kv0[group[0]], kv1[group[-1]], tuple(group), len(sizes) == 1))
-            frontier[seq] = nxt
-
-    dur = durations(op, [b - a for a, b in zip(kv0, kv1)], [len(i) for i in inputs], final, rows, cost)
-    lag = cost.sem_latency_ns - cost.setup_ns
+        ids = []
+        for a, b in ranges:
+            ids.append(len(cols["op"]))
+            for k, v in (("op", PARTIAL), ("seq", seq), ("q0", 0), ("qn", s_q), ("kv0", a), ("kv1", b),
+                         ("inputs", ()), ("final", len(ranges) == 1)):
+                cols[k].append(v)
+        leaves[seq] = ids
+    num_partials = len(cols["op"])
+    level: list[int] = []
+    for seq, ids in leaves.items():
+        if len(ids) > 1:
+            add_tree(cols, seq, ids, fanin, s_q, per_token, level)
+    op, inputs, final = cols["op"], cols["inputs"], cols["final"]
+    kv_len = [b - a for a, b in zip(cols["kv0"], cols["kv1"])]
+    fan = [len(i) for i in inputs]
+    rows = np.asarray(cols["qn"]) * fmt.NUM_HEADS_Q
+    dur = durations(op, kv_len, fan, final, rows, cost)
+    lag = cost.sem_latency_ns - cost.reduce_setup_ns
     end = [0.0] * len(op)
     sm_of = [0] * len(op)
     queues: list[list[int]] = [[] for _ in range(num_sms)]
     heap = [(0.0, sm) for sm in range(num_sms)]
-    order = sorted(range(num_partials), key=lambda i: -dur[i]) + list(range(num_partials, len(op)))
+    # partials longest first, then reductions level by level across all sequences (a topological order)
+    order = sorted(range(num_partials), key=lambda i: -dur[i])
+    order += sorted(range(num_partials, len(op)), key=lambda i: (level[i - num_partials], i))
     for tid in order:
         free, sm = heapq.heappop(heap)
         ready = max((end[i] + lag for i in inputs[tid]), default=0.0)
@@ -107,7 +146,6 @@ def static_plan(workload: Workload, num_sms: int, cost: CostModel, fanin: int = 
         queues[sm].append(tid)
         heapq.heappush(heap, (end[tid], sm))
 
-    kv_len = [b - a for a, b in zip(kv0, kv1)]
-    start, end_ns = evaluate(op, kv_len, [len(i) for i in inputs], final, inputs, queues, rows, cost)
-    return {"op": op, "seq": seq_of, "kv0": kv0, "kv1": kv1, "inputs": inputs, "final": final, "sm": sm_of,
-            "queues": queues, "start": start, "end": end_ns, "chunk": chunk}
+    start, end_ns = evaluate(op, kv_len, fan, final, inputs, queues, rows, cost)
+    return {**cols, "sm": sm_of, "queues": queues, "start": start, "end": end_ns, "chunk": chunk,
+            "per_token": per_token}
