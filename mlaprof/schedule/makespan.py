@@ -58,9 +58,31 @@ class _Costs:
 
 
 def _tree(m: int, k: int) -> list[tuple[list[tuple[bool, int]], bool]]:
-    """Balanced k-ary tree over m leaves, bottom-up: [(inputs as (is_reduction, index), is_root)]."""
+    """k-ary tree of least depth D over m leaves, bottom-up: [(inputs as (is_reduction, index), is_root)].
+
+    As many leaves as the depth allows (the last ones) skip the bottom level and hang one level higher:
+    each ends a merge earlier, so the fill gives it more KV tiles, and the tree has fewer reductions.  The
+    leaves of every reduction stay consecutive (its KV range is contiguous)."""
     reds: list[tuple[list[tuple[bool, int]], bool]] = []
-    frontier = [(False, i) for i in range(m)]
+    depth, cap = 0, 1
+    while cap < m:
+        depth, cap = depth + 1, cap * k
+    skip = 0
+    if depth >= 2:  # largest x with x + ceil((m - x) / k) <= k^(D-1), keeping >= 2 leaves per bottom group
+        upper = cap // k
+        skip = max(0, min(m - 2, (upper * k - m) // (k - 1)))
+        while skip > 0 and skip + -(-(m - skip) // k) > upper:
+            skip -= 1
+    bottom = m - skip
+    frontier: list[tuple[bool, int]] = []
+    if skip:
+        for size in group_sizes(bottom, k):
+            start = sum(len(r[0]) for r in reds)
+            reds.append(([(False, i) for i in range(start, start + size)], False))
+            frontier.append((True, len(reds) - 1))
+        frontier += [(False, i) for i in range(bottom, m)]
+    else:
+        frontier = [(False, i) for i in range(m)]
     while len(frontier) > 1:
         sizes = group_sizes(len(frontier), k)
         nxt, pos = [], 0
@@ -339,6 +361,8 @@ def candidates(tiles: np.ndarray, num_sms: int, c: _Costs, s_q: int) -> list[tup
             out.append(("fill-all", balanced_fillers(tiles, num_sms, c, k, rrows), int(tiles.max()) + 1, k, copies))
             # the longest sequence fills whatever the others leave; they are cut into short chunks
             out.append(("fill-longest", {longest: int(min(num_sms, tiles[longest]))}, half, k, copies))
+            if per_sm > half:  # the others in chunks of a full SM's share: fewer partials, fewer merges
+                out.append(("fill-longest", {longest: int(min(num_sms, tiles[longest]))}, per_sm, k, copies))
         out.append(("chunks", {}, half, k, copies))  # no filler: short equal chunks, packed backwards
     return out
 
