@@ -38,8 +38,8 @@ constexpr float kLn2 = 0.6931471805599453f;
 struct alignas(1024) Smem {
   bf16 q[kChunks][kQRows][kChunkCols];
   bf16 kv[kStages][kChunks][kTile][kChunkCols];
-  float red_w[fmt::MAX_ROWS][fmt::MAX_FANIN];  // reduction: weight of each input per row
   unsigned long long issue_ts[kStages + 1];   // producer's issue time per stage; [kStages] is Q's
+  unsigned long long wait_ts[fmt::MAX_FANIN][2];  // producer's semaphore wait per reduction input: start, end
   uint64_t full[kStages], empty[kStages], q_full, q_empty;
   int abort;                                   // consumers gave up: the producer stops too
   int flag;                                    // consumer leader -> consumer warps broadcast
@@ -71,6 +71,22 @@ struct Ctx {
   Ring ring;                    // this role's position in the KV stage ring
   uint32_t q_phase = 0;         // this role's phase of the Q buffer barriers
   unsigned long long last_load_end = 0;  // leader: end of the previous LOAD span
+  unsigned long long last_ctrl_end = 0;  // leader: end of the previous SETUP or WAIT span
+
+  // The producer waits on a reduction's semaphores as soon as it reaches the instruction, often while the
+  // consumers still finish earlier work. The controller row shows only the exposed part of a wait: from the
+  // end of this instruction's setup (or the previous wait) to the acquire; a wait hidden behind earlier work
+  // is a zero-length span at that point.
+  __device__ void record_setup(int instr, unsigned long long start, unsigned long long end) {
+    rec.record(fmt::KIND_SETUP, fmt::ROLE_CONTROLLER, instr, -1, start, end);
+    last_ctrl_end = end;
+  }
+  __device__ void record_wait(int instr, int input, unsigned long long start, unsigned long long end) {
+    const unsigned long long s0 = start > last_ctrl_end ? start : last_ctrl_end;
+    const unsigned long long e0 = end > s0 ? end : s0;
+    rec.record(fmt::KIND_WAIT, fmt::ROLE_CONTROLLER, instr, input, s0, e0);
+    last_ctrl_end = e0;
+  }
 
   // LOAD spans form one non-overlapping stream per SM: a span starts at its copy's issue or when the
   // previous load's data was seen, whichever is later, and ends when the consumers see its data. So the
@@ -90,13 +106,23 @@ struct Ctx {
   }
   __device__ void consumer_sync() { ptx::named_barrier(kConsumerBarrier, kConsumerThreads); }
 
-  // Producer-side wait that gives up when the consumers aborted (so a failed run never hangs here).
-  __device__ bool producer_wait(uint64_t* bar, uint32_t parity) {
+  // Every pipeline wait gives up when the other role aborted, and after WAIT_TIMEOUT_NS on its own, so that
+  // neither a bad schedule nor a kernel bug can hang the GPU: the status tensor says what happened.
+  __device__ bool bounded_wait(uint64_t* bar, uint32_t parity) {
+    if (ptx::mbar_try_wait(bar, parity)) return true;
+    const unsigned long long t0 = ptx::globaltimer();
     while (!ptx::mbar_try_wait(bar, parity)) {
       if (*reinterpret_cast<volatile int*>(&s.abort)) return false;
+      if (ptx::globaltimer() - t0 > static_cast<unsigned long long>(fmt::WAIT_TIMEOUT_NS)) {
+        status_fail(g.status, fmt::STATUS_PIPELINE_TIMEOUT, -1, -1);
+        s.abort = 1;
+        return false;
+      }
     }
     return true;
   }
+  __device__ bool consumer_wait(uint64_t* bar, uint32_t parity) { return bounded_wait(bar, parity); }
+  __device__ bool producer_wait(uint64_t* bar, uint32_t parity) { return bounded_wait(bar, parity); }
   __device__ void fail(int code, int instr, int sem) {
     status_fail(g.status, code, instr, sem);
     s.abort = 1;

@@ -32,6 +32,7 @@ constexpr int STATUS_OK = 0;
 constexpr int STATUS_WAIT_TIMEOUT = 1;
 constexpr int STATUS_BAD_OPCODE = 2;
 constexpr int STATUS_BAD_OPERAND = 3;
+constexpr int STATUS_PIPELINE_TIMEOUT = 4;
 constexpr int HEAD_DIM_QK = 576;
 constexpr int HEAD_DIM_V = 512;
 constexpr int NUM_HEADS_Q = 16;

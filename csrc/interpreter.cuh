@@ -68,9 +68,9 @@ __global__ void __launch_bounds__(kThreads, 1) interpreter_kernel(const __grid_c
       for (int k = 0; k < kStages; ++k) {
         r.stage = (r.stage + kStages - 1) % kStages;
         if (r.stage == kStages - 1) r.phase ^= 1;
-        ptx::mbar_wait(&s.full[r.stage], r.phase);
+        c.bounded_wait(&s.full[r.stage], r.phase);
       }
-      ptx::mbar_wait(&s.q_full, c.q_phase ^ 1);
+      c.bounded_wait(&s.q_full, c.q_phase ^ 1);
     }
   } else {
     ptx::setmaxnreg_inc<kConsumerRegs>();
@@ -81,7 +81,7 @@ __global__ void __launch_bounds__(kThreads, 1) interpreter_kernel(const __grid_c
       if (opcode == fmt::OP_END) break;
       const Instr in = Instr::load(w);
       if constexpr (kTiming) {
-        if (c.leader) rec.record(fmt::KIND_SETUP, fmt::ROLE_CONTROLLER, i, -1, t_begin, rec.now());
+        if (c.leader) c.record_setup(i, t_begin, rec.now());
       }
       bool found;
       const bool ok = Ops::consume(opcode, c, in, i, found);

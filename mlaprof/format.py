@@ -86,6 +86,7 @@ class Status(enum.IntEnum):
     WAIT_TIMEOUT = 1  # a semaphore wait exceeded its bound: the schedule deadlocks or an input never came
     BAD_OPCODE = 2
     BAD_OPERAND = 3
+    PIPELINE_TIMEOUT = 4  # a shared-memory pipeline barrier never completed: a kernel bug, reported not hung
 
 
 WAIT_TIMEOUT_NS = 200_000_000  # 0.2 s: far above any real wait (µs), short enough that a bad schedule returns fast

@@ -76,6 +76,9 @@ def _status_message(code: int, sm: int, instr: int, sem: int) -> str:
         )
     if code == fmt.Status.BAD_OPCODE:
         return f"SM {sm}, instruction {instr}: unknown opcode; the instruction tensor is not from this mlaprof"
+    if code == fmt.Status.PIPELINE_TIMEOUT:
+        return (f"SM {sm}: a shared-memory pipeline stage never arrived within {fmt.WAIT_TIMEOUT_NS / 1e9:.1f} s; "
+                "this is a kernel bug, please report it with the instruction tensor (`mlaprof schedule --out`)")
     if code == fmt.Status.BAD_OPERAND:
         return f"SM {sm}, instruction {instr}: operand out of range (sequence, query tokens, KV range, slot or semaphore)"
     return f"kernel status {code} at SM {sm}, instruction {instr}"

@@ -81,7 +81,7 @@ struct PartialOp {
     for (int i = 0; i < kONTiles * 4; ++i) o[i] = 0.f;
     float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
 
-    ptx::mbar_wait(&s.q_full, c.q_phase);
+    if (!c.consumer_wait(&s.q_full, c.q_phase)) return false;
     c.q_phase ^= 1;
     if constexpr (T) {
       if (c.leader) c.record_load(instr, -1, s.issue_ts[kStages], c.rec.now());
@@ -89,7 +89,7 @@ struct PartialOp {
 
     for (int t = 0; t < tiles; ++t) {
       const int stage = c.ring.stage;
-      ptx::mbar_wait(&s.full[stage], c.ring.phase);
+      if (!c.consumer_wait(&s.full[stage], c.ring.phase)) return false;
       unsigned long long tc = 0;
       if constexpr (T) {
         if (c.leader) {

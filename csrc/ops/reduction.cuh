@@ -1,6 +1,8 @@
 // `reduction`: merge up to MAX_FANIN partial results (fp32 O + LSE in scratch slots, written by other SMs)
-// into the final bf16 output + LSE, or into a scratch slot one tree level up. The consumer leader waits on
-// each input's semaphore; inputs are then read straight from L2 (ld.global.cg: never a stale L1 line).
+// into the final bf16 output + LSE, or into a scratch slot one tree level up. The producer waits on each
+// input's semaphore, then bulk-copies the input 16 rows at a time (32 KB of O + 64 B of LSE per stage) into
+// the same stage ring the partials use; the consumers merge stage by stage with an online log-sum-exp, so
+// several inputs are in flight at once instead of each thread waiting on its own L2 loads.
 #pragma once
 #include "../context.cuh"
 
@@ -8,9 +10,12 @@ namespace mlaprof {
 
 struct ReductionOp {
   static constexpr int kOpcode = fmt::OP_REDUCTION;
-  static constexpr int kVec = 4;  // floats per 16-byte access
-  static constexpr int kVecsPerRow = fmt::HEAD_DIM_V / kVec;
-  static constexpr int kBatch = 2;  // row-chunks whose loads are issued together (4 spills registers)
+  static constexpr int kChunkRows = 16;                                   // rows per stage load
+  static constexpr int kChunkBytes = kChunkRows * fmt::HEAD_DIM_V * 4;   // 32 KB of fp32 O
+  static constexpr int kLseBytes = kChunkRows * 4;
+  static constexpr int kVecsPerRow = fmt::HEAD_DIM_V / 4;                 // float4 per row
+  static constexpr int kVecsPerThread = kChunkRows * kVecsPerRow / kConsumerThreads;  // 8
+  static_assert(kChunkBytes + kLseBytes <= static_cast<int>(sizeof(Smem::kv[0])), "a stage holds one input chunk");
 
   __device__ static bool operands_ok(const Globals& g, const Instr& in) {
     if (!in.common_ok(g) || in.num_inputs < 1 || in.num_inputs > fmt::MAX_FANIN) return false;
@@ -21,96 +26,109 @@ struct ReductionOp {
     return true;
   }
 
+  // ---------------------------------------------------------------- producer
   template <bool T>
-  __device__ static bool produce(Ctx<T>&, const Instr&, int) {
-    return true;  // nothing to stage: inputs are small and come from L2, after the semaphores say so
+  __device__ static bool produce(Ctx<T>& c, const Instr& in, int instr) {
+    const Globals& g = c.g;
+    Smem& s = c.s;
+    const int k = in.num_inputs, chunks = in.q_count;
+    for (int ch = 0; ch < chunks; ++ch) {
+      for (int i = 0; i < k; ++i) {
+        const int slot = __ldg(in.words + fmt::W_INPUT_SLOTS + i);
+        if (ch == 0) {  // first use of input i: its producer must have released it
+          bool ok = true;
+          if (c.lane == 0) {
+            const int sem = __ldg(in.words + fmt::W_INPUT_SEMS + i);
+            const unsigned long long t0 = ptx::globaltimer();
+            ok = semaphore_wait(g.sems + sem, g.status, instr, sem);
+            s.wait_ts[i][0] = t0;
+            s.wait_ts[i][1] = ptx::globaltimer();
+            asm volatile("fence.proxy.async.global;" ::: "memory");  // the copy engine reads what was released
+          }
+          ok = __shfl_sync(0xffffffff, ok, 0);
+          if (!ok) {
+            s.abort = 1;
+            return false;
+          }
+        }
+        const int stage = c.ring.stage;
+        if (!c.producer_wait(&s.empty[stage], c.ring.phase ^ 1)) return false;
+        if (c.lane == 0) {
+          const long long row = in.slot_row(slot, ch * kChunkRows);
+          char* dst = reinterpret_cast<char*>(&s.kv[stage][0][0][0]);
+          ptx::mbar_arrive_expect_tx(&s.full[stage], kChunkBytes + kLseBytes);
+          ptx::bulk_copy_g2s(dst, g.scratch_o + row * fmt::HEAD_DIM_V, kChunkBytes, &s.full[stage]);
+          ptx::bulk_copy_g2s(dst + kChunkBytes, g.scratch_lse + row, kLseBytes, &s.full[stage]);
+        }
+        __syncwarp();
+        c.ring.advance();
+      }
+    }
+    return true;
   }
 
+  // ---------------------------------------------------------------- consumers
   template <bool T>
   __device__ static bool consume(Ctx<T>& c, const Instr& in, int instr) {
     const Globals& g = c.g;
     Smem& s = c.s;
-    const int k = in.num_inputs, rows = in.rows();
-    int slots[fmt::MAX_FANIN];
-#pragma unroll
-    for (int i = 0; i < fmt::MAX_FANIN; ++i) slots[i] = i < k ? __ldg(in.words + fmt::W_INPUT_SLOTS + i) : 0;
-
-    bool ok = true;
-    if (c.leader) {
-      for (int i = 0; i < k && ok; ++i) {
-        const int sem = __ldg(in.words + fmt::W_INPUT_SEMS + i);
-        unsigned long long t0 = 0;
-        if constexpr (T) t0 = c.rec.now();
-        ok = semaphore_wait(g.sems + sem, g.status, instr, sem);
-        if constexpr (T) c.rec.record(fmt::KIND_WAIT, fmt::ROLE_CONTROLLER, instr, i, t0, c.rec.now());
-      }
-      __threadfence();  // acquire side: the inputs' stores are visible to this block from here on
-    }
-    if (!c.consumer_barrier_and(ok)) return false;
-
+    const int k = in.num_inputs, chunks = in.q_count;
+    const int c4 = c.ctid % kVecsPerRow, row_base = c.ctid / kVecsPerRow;  // this thread: rows row_base + 2j
+    constexpr int kRowStep = kConsumerThreads / kVecsPerRow;
     unsigned long long t_compute = 0;
     if constexpr (T) {
       if (c.leader) t_compute = c.rec.now();
     }
-    // Weights per row: w_i = exp(lse_i - lse_max) / sum_j exp(lse_j - lse_max).
-    if (c.ctid < rows) {
-      const int r = c.ctid;
-      float lse[fmt::MAX_FANIN];
-      float mx = -INFINITY;
+    for (int ch = 0; ch < chunks; ++ch) {
+      float m[kVecsPerThread], sum[kVecsPerThread];
+      float4 acc[kVecsPerThread];
 #pragma unroll
-      for (int i = 0; i < fmt::MAX_FANIN; ++i) {
-        lse[i] = i < k ? __ldcg(g.scratch_lse + in.slot_row(slots[i], r)) : -INFINITY;
-        mx = fmaxf(mx, lse[i]);
-      }
-      float sum = 0.f;
-#pragma unroll
-      for (int i = 0; i < fmt::MAX_FANIN; ++i) {
-        lse[i] = (mx == -INFINITY) ? 0.f : __expf(lse[i] - mx);
-        sum += lse[i];
-      }
-      const float inv = sum > 0.f ? 1.f / sum : 0.f;
-#pragma unroll
-      for (int i = 0; i < fmt::MAX_FANIN; ++i) s.red_w[r][i] = lse[i] * inv;
-      const float out_lse = sum > 0.f ? mx + __logf(sum) : -INFINITY;
-      if (in.out_slot == fmt::NO_SLOT) g.out_lse[in.out_row(g, r)] = out_lse;
-      else __stcg(g.scratch_lse + in.slot_row(in.out_slot, r), out_lse);
-    }
-    c.consumer_sync();
-
-    const int total = rows * kVecsPerRow;
-    for (int base = c.ctid; base < total; base += kConsumerThreads * kBatch) {
-      float4 acc[kBatch];
-      float4 v[kBatch][fmt::MAX_FANIN];
-#pragma unroll
-      for (int j = 0; j < kBatch; ++j) {
-        const int idx = base + j * kConsumerThreads;
-        const int r = idx / kVecsPerRow, c4 = idx % kVecsPerRow;
-#pragma unroll
-        for (int i = 0; i < fmt::MAX_FANIN; ++i)
-          if (i < k && idx < total)
-            v[j][i] = __ldcg(reinterpret_cast<const float4*>(g.scratch_o + in.slot_row(slots[i], r) * fmt::HEAD_DIM_V) + c4);
-      }
-#pragma unroll
-      for (int j = 0; j < kBatch; ++j) {
-        const int idx = base + j * kConsumerThreads;
-        if (idx >= total) continue;
-        const int r = idx / kVecsPerRow, c4 = idx % kVecsPerRow;
+      for (int j = 0; j < kVecsPerThread; ++j) {
+        m[j] = -INFINITY;
+        sum[j] = 0.f;
         acc[j] = make_float4(0.f, 0.f, 0.f, 0.f);
-#pragma unroll
-        for (int i = 0; i < fmt::MAX_FANIN; ++i) {
-          if (i < k) {
-            const float w = s.red_w[r][i];
-            acc[j].x += w * v[j][i].x;
-            acc[j].y += w * v[j][i].y;
-            acc[j].z += w * v[j][i].z;
-            acc[j].w += w * v[j][i].w;
+      }
+      for (int i = 0; i < k; ++i) {
+        const int stage = c.ring.stage;
+        if (!c.consumer_wait(&s.full[stage], c.ring.phase)) return false;
+        if constexpr (T) {
+          if (c.leader && ch == 0) {
+            c.record_wait(instr, i, s.wait_ts[i][0], s.wait_ts[i][1]);
+            if (i == 0) t_compute = c.last_ctrl_end > t_compute ? c.last_ctrl_end : t_compute;
           }
         }
+        const char* base = reinterpret_cast<const char*>(&s.kv[stage][0][0][0]);
+        const float* lse_in = reinterpret_cast<const float*>(base + kChunkBytes);
+        const float4* o_in = reinterpret_cast<const float4*>(base);
+#pragma unroll
+        for (int j = 0; j < kVecsPerThread; ++j) {
+          const int r = row_base + j * kRowStep;
+          const float lse = lse_in[r];
+          const float mn = fmaxf(m[j], lse);
+          if (mn == -INFINITY) continue;  // nothing visible in any input so far
+          const float a = __expf(m[j] - mn), b = __expf(lse - mn);
+          const float4 v = o_in[r * kVecsPerRow + c4];
+          acc[j] = make_float4(acc[j].x * a + b * v.x, acc[j].y * a + b * v.y, acc[j].z * a + b * v.z, acc[j].w * a + b * v.w);
+          sum[j] = sum[j] * a + b;
+          m[j] = mn;
+        }
+        c.consumer_sync();  // every thread is done with this stage: one arrival per consumer warpgroup
+        if (c.ctid % 128 == 0) ptx::mbar_arrive(&s.empty[stage]);
+        c.ring.advance();
+      }
+#pragma unroll
+      for (int j = 0; j < kVecsPerThread; ++j) {
+        const int r = ch * kChunkRows + row_base + j * kRowStep;
+        const float inv = sum[j] > 0.f ? 1.f / sum[j] : 0.f;
+        const float4 o = make_float4(acc[j].x * inv, acc[j].y * inv, acc[j].z * inv, acc[j].w * inv);
+        const float lse = sum[j] > 0.f ? m[j] + __logf(sum[j]) : -INFINITY;
         if (in.out_slot == fmt::NO_SLOT) {
-          uint2 packed = make_uint2(ptx::pack_bf16(acc[j].x, acc[j].y), ptx::pack_bf16(acc[j].z, acc[j].w));
-          *reinterpret_cast<uint2*>(g.out + in.out_row(g, r) * fmt::HEAD_DIM_V + c4 * kVec) = packed;
+          *reinterpret_cast<uint2*>(g.out + in.out_row(g, r) * fmt::HEAD_DIM_V + c4 * 4) =
+              make_uint2(ptx::pack_bf16(o.x, o.y), ptx::pack_bf16(o.z, o.w));
+          if (c4 == 0) g.out_lse[in.out_row(g, r)] = lse;
         } else {
-          __stcg(reinterpret_cast<float4*>(g.scratch_o + in.slot_row(in.out_slot, r) * fmt::HEAD_DIM_V) + c4, acc[j]);
+          __stcg(reinterpret_cast<float4*>(g.scratch_o + in.slot_row(in.out_slot, r) * fmt::HEAD_DIM_V) + c4, o);
+          if (c4 == 0) __stcg(g.scratch_lse + in.slot_row(in.out_slot, r), lse);
         }
       }
     }
