@@ -3,7 +3,7 @@
 Plan from the end, in reversed time (0 = the makespan T, growing towards the kernel's start):
 
 1. Shape.  Each sequence is whole (one partial writing the output) or split over ``m`` partials merged by a
-   balanced reduction tree of fan-in <= k.  *Filler* sequences' partials get no fixed size yet; the other
+   reduction tree of fan-in <= k (below).  *Filler* sequences' partials get no fixed size yet; the other
    split sequences are cut into equal chunks of ``chunk`` tiles.
 2. Tail.  Reductions (roots first) and the fixed chunks are list-scheduled backwards: an input may run only
    once its reduction has been placed, a semaphore latency earlier; each goes to the SM free earliest in
@@ -14,11 +14,17 @@ Plan from the end, in reversed time (0 = the makespan T, growing towards the ker
    sequence run its partials first and merges and short work after, and every SM ends near T.
 4. Whole sequences go, longest first, where the most time is left before T (LPT), ahead of the rest.
 
-Rollouts: three shapes are planned (``candidates``: every long sequence fills a share of the SMs chosen by
-bisection on T, the others whole; the longest fills what short equal chunks of the rest leave; no filler,
-short equal chunks), each is timed on the task-level timeline (``plan.evaluate``, which tracks the
-simulator), and so is the static schedule; the fastest wins.  Queue order is planned start order: every
-wait points at work planned to end earlier, so the per-SM orders cannot deadlock.
+Trees are of least depth, with as many of the last leaves as the depth allows hung one level higher (they
+end a merge earlier, so the fill gives them more tiles).  Reductions are whole (all s_q tokens) or one tree
+per query token sharing the partials (16-row merges on s_q SMs at once), as the cost model prefers
+(``static.prefer_per_token``).
+
+Rollouts: a few shapes are planned (``candidates``: every long sequence fills a share of the SMs chosen by
+bisection on T, the others whole; the longest fills what equal chunks of the rest (half or a whole SM's
+share) leave; no filler, short equal chunks), the most promising by closed-form T are timed on the
+task-level timeline (``plan.evaluate``, which tracks the simulator), and so is the static schedule; the
+fastest wins, so it never loses to static.  Queue order is planned start order: every wait points at work
+planned to end earlier, so the per-SM orders cannot deadlock.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ import numpy as np
 from mlaprof import format as fmt
 from mlaprof.costmodel import CostModel, resolve
 from mlaprof.schedule.plan import ScheduleError, build_tasks, evaluate
-from mlaprof.schedule.static import best_static_plan, group_sizes
+from mlaprof.schedule.static import best_static_plan, group_sizes, prefer_per_token
 from mlaprof.schedule.tasks import Schedule
 from mlaprof.workloads import Workload
 
@@ -346,15 +352,16 @@ def balanced_fillers(tiles: np.ndarray, num_sms: int, c: _Costs, k: int, rows: i
     return {int(i): int(need[i]) for i in np.flatnonzero(need > 1)}
 
 
-def candidates(tiles: np.ndarray, num_sms: int, c: _Costs, s_q: int) -> list[tuple[str, dict[int, int], int, int, int]]:
+def candidates(tiles: np.ndarray, num_sms: int, c: _Costs, s_q: int,
+               per_token: tuple[bool, ...] = (False, True)) -> list[tuple[str, dict[int, int], int, int, int]]:
     """Rollout shapes: (name, filler -> split count, chunk tiles for the others, fan-in, reduction copies),
-    each with whole reductions and, when s_q > 1, with one reduction tree per query token."""
+    for each choice in ``per_token`` (whole reductions, or when s_q > 1 one tree per query token)."""
     k = fmt.MAX_FANIN
     per_sm = max(1, int(round(tiles.sum() / num_sms)))
     half = max(1, per_sm // 2)
     longest = int(np.argmax(tiles))
     out = []
-    for copies in ([1, s_q] if s_q > 1 else [1]):
+    for copies in sorted({s_q if pt and s_q > 1 else 1 for pt in per_token}):
         rrows = c.rows // copies
         if num_sms >= 2:
             # every long sequence fills its share of the SMs; the others stay whole
@@ -367,7 +374,9 @@ def candidates(tiles: np.ndarray, num_sms: int, c: _Costs, s_q: int) -> list[tup
     return out
 
 
-def makespan_schedule(workload: Workload, num_sms: int, cost: CostModel | None = None) -> Schedule:
+def makespan_schedule(workload: Workload, num_sms: int, cost: CostModel | None = None,
+                      per_token: bool | None = None) -> Schedule:
+    """``per_token``: None lets the cost model choose between whole and per-token reductions."""
     t0 = time.perf_counter()
     cost = resolve(cost)
     if num_sms < 1:
@@ -379,7 +388,9 @@ def makespan_schedule(workload: Workload, num_sms: int, cost: CostModel | None =
     tiles = -(-np.asarray(lens, dtype=np.int64) // TILE)
     # rollouts: plan every shape (closed-form T), then time the most promising ones on the timeline
     plans = []
-    for name, m_fill, chunk, k, copies in candidates(tiles, num_sms, c, s_q):
+    # whole or per-token reductions: the kind whose tree level ends sooner (as static chooses)
+    choice = (prefer_per_token(workload, cost),) if per_token is None else (per_token,)
+    for name, m_fill, chunk, k, copies in candidates(tiles, num_sms, c, s_q, choice):
         plans.append(_plan(lens, tiles, num_sms, c, m_fill, chunk, k, copies))
         plans[-1]["shape"] = name
     plans.sort(key=lambda p: p["T"])
@@ -400,7 +411,7 @@ def makespan_schedule(workload: Workload, num_sms: int, cost: CostModel | None =
     if plan["shape"] != "fill-all":
         params["chunk_tokens"] = plan["chunk"] * TILE
     # the static schedule is one more rollout: where no backward plan beats it, it is the answer
-    base = best_static_plan(workload, num_sms, cost)
+    base = best_static_plan(workload, num_sms, cost, per_token=per_token)
     if float(base["end"].max()) < span:
         params = {"rollouts": len(plans) + 1, "shape": "static", "chunk_tokens": base["chunk"],
                   "reductions": "per-token" if base["per_token"] else "whole"}

@@ -4,7 +4,7 @@ The baseline the makespan scheduler must beat.  One chunk size for every sequenc
 KV tiles) balances the partial work; tasks are then handed, partials longest first and reductions level by
 level, to whichever SM finishes first.  Reductions are either whole (all s_q query tokens, one tree per
 sequence) or per query token (DESIGN §5: one tree per (sequence, token), 16 rows each, the s_q trees
-sharing the partials); both are timed on the cost model and the faster is kept.  Handing tasks out in a topological order and appending each to its
+sharing the partials), whichever level of merges the cost model says ends sooner (``prefer_per_token``).  Handing tasks out in a topological order and appending each to its
 SM's queue makes every queue order deadlock-free: each wait points at a task handed out earlier.
 """
 
@@ -61,11 +61,20 @@ def static_schedule(workload: Workload, num_sms: int, cost: CostModel | None = N
     )
 
 
+def prefer_per_token(workload: Workload, cost: CostModel, fanin: int = fmt.MAX_FANIN) -> bool:
+    """Per-token reductions when a tree level of them (a 16-row merge and its store, on s_q SMs at once)
+    ends sooner than one of whole ones: the tree's depth, not its SM time, is what the tail waits for."""
+    if workload.s_q == 1:
+        return False
+    rows = workload.s_q * fmt.NUM_HEADS_Q
+    return bool(cost.reduction_ns(fanin, fmt.NUM_HEADS_Q, False) < cost.reduction_ns(fanin, rows, False))
+
+
 def best_static_plan(workload: Workload, num_sms: int, cost: CostModel, fanin: int = fmt.MAX_FANIN,
                      per_token: bool | None = None) -> dict:
-    choices = [per_token] if per_token is not None else ([False, True] if workload.s_q > 1 else [False])
-    plans = [static_plan(workload, num_sms, cost, fanin, pt) for pt in choices]
-    return min(plans, key=lambda p: float(p["end"].max()) if len(p["end"]) else 0.0)
+    if per_token is None:
+        per_token = prefer_per_token(workload, cost, fanin)
+    return static_plan(workload, num_sms, cost, fanin, per_token)
 
 
 def add_tree(cols: dict, seq: int, leaves: list[int], fanin: int, s_q: int, per_token: bool,
