@@ -18,14 +18,14 @@ constexpr int kConsumerWarpgroups = kConsumerWarps / 4;
 constexpr int kThreads = (kProducerWarps + kConsumerWarps) * 32;
 constexpr int kProducerRegs = 40;                         // setmaxnreg: the producer only computes addresses
 constexpr int kConsumerRegs = 232;                        // 128 fp32 accumulators + fragments; 128*40 + 256*232 <= 64K
-constexpr int kStages = 4;                                // 4 x 36.9 KB tiles in flight + 73.7 KB of Q fit in 227 KB
+constexpr int kStages = 2;                                // 2 x 73.7 KB tiles in flight + 73.7 KB of Q fit in 227 KB
 constexpr int kTile = fmt::KV_TILE_TOKENS;
 constexpr int kChunkCols = 64;                            // one 128-byte swizzled row of bf16 per TMA box
 constexpr int kChunks = fmt::HEAD_DIM_QK / kChunkCols;    // 9 boxes per tile: 8 of latent (also V) + 1 of rope
 constexpr int kVChunks = fmt::HEAD_DIM_V / kChunkCols;    // V is the first 8 chunks of the same tile
 constexpr int kQRows = 64;                                // wgmma M: query rows are padded up to 64
 constexpr int kQChunkBytes = kQRows * kChunkCols * 2;     // 8 KB
-constexpr int kKVChunkBytes = kTile * kChunkCols * 2;     // 4 KB
+constexpr int kKVChunkBytes = kTile * kChunkCols * 2;     // 8 KB
 constexpr int kRowBytes = fmt::HEAD_DIM_QK * 2;           // 1152 B: one token's latent KV (or one query row)
 constexpr int kConsumerBarrier = 1;                       // named barrier id for the consumer warps
 constexpr int kWarpgroupBarrier0 = 2;                     // + consumer warpgroup index: one warpgroup's barrier

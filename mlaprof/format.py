@@ -41,7 +41,7 @@ NUM_HEADS_Q = 16
 PAGE_SIZE = 64  # tokens per KV-cache page
 MAX_S_Q = 4  # query tokens per sequence per decode step
 MAX_ROWS = NUM_HEADS_Q * MAX_S_Q  # query rows one partial can hold (row = q_token * NUM_HEADS_Q + head)
-KV_TILE_TOKENS = 32  # KV tokens per pipeline stage: 32 x 576 bf16 = 36.9 KB, so 4 stages + Q fit in 227 KB
+KV_TILE_TOKENS = 64  # KV tokens per pipeline stage (one page): 64 x 576 bf16 = 73.7 KB, so 2 stages + Q fit in 227 KB
 
 # ---- instruction words (int32) --------------------------------------------------------------------
 MAX_FANIN = 6  # inputs of one reduction

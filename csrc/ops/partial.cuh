@@ -15,6 +15,9 @@ struct PartialOp {
   static constexpr int kStepsPerChunk = kChunkCols / 16;               // 4 k16 steps per 128-byte row
   static constexpr int kColsPerWarpgroup = fmt::HEAD_DIM_V / kConsumerWarpgroups;  // 256
   static constexpr int kONTiles = kColsPerWarpgroup / 8;              // 32 n8 tiles of accumulators
+  static constexpr int kSNTiles = kTile / 8;                           // n8 tiles of the score tile
+  static constexpr int kSRegs = kSNTiles * 4;                          // score accumulators per thread
+  static constexpr int kPVSteps = kTile / 16;                          // k16 steps of P V
   static constexpr int kSChains = 1;  // independent score accumulators; 2 measured slower (register spills)
   static_assert(kKSteps % kSChains == 0, "k16 steps must split evenly over the score chains");
 
@@ -99,9 +102,9 @@ struct PartialOp {
       }
       const int tok0 = (t0 + t) * kTile;
 
-      // ---- S = Q K^T (64 x 32), both operands K-major in swizzled shared memory. The k16 steps alternate
+      // ---- S = Q K^T (64 x kTile), both operands K-major in swizzled shared memory. The k16 steps alternate
       // between kSChains independent accumulators so consecutive wgmma do not wait on each other.
-      float sc[16], sc_chain[kSChains > 1 ? kSChains - 1 : 1][16];
+      float sc[kSRegs], sc_chain[kSChains > 1 ? kSChains - 1 : 1][kSRegs];
       // Descriptors advance by adding (byte offset >> 4) to the start-address field. The bases are made opaque
       // each tile so the compiler cannot hoist 72 loop-invariant 64-bit descriptors into registers.
       uint64_t qd = wg::desc_sw128(&s.q[0][0][0], 16, wg::kSwizzleAtomBytes);
@@ -116,13 +119,13 @@ struct PartialOp {
           const int chunk = ks / kStepsPerChunk, off = (ks % kStepsPerChunk) * 32;
           const uint64_t a = qd + ((chunk * kQChunkBytes + off) >> 4);
           const uint64_t b = kd + ((chunk * kKVChunkBytes + off) >> 4);
-          wg::mma_64x32(j == 0 ? sc : sc_chain[j - 1], a, b, ks0 > 0);
+          wg::mma_64x64(j == 0 ? sc : sc_chain[j - 1], a, b, ks0 > 0);
         }
       }
       wg::commit();
       wg::wait<0>();
 #pragma unroll
-      for (int i = 0; i < 16; ++i) {
+      for (int i = 0; i < kSRegs; ++i) {
         wg::fence_operand(sc[i]);
 #pragma unroll
         for (int j = 0; j < kSChains - 1; ++j) {
@@ -135,7 +138,7 @@ struct PartialOp {
       // ---- online softmax in registers: sc[n*4 + {0,1}] is row r0, cols n*8 + 2*quad + {0,1}; {2,3} row r1
       float mx0 = -INFINITY, mx1 = -INFINITY;
 #pragma unroll
-      for (int n = 0; n < 4; ++n) {
+      for (int n = 0; n < kSNTiles; ++n) {
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
           const int pos = tok0 + n * 8 + quad * 2 + e;
@@ -156,7 +159,7 @@ struct PartialOp {
       const float alpha0 = m0 == -INFINITY ? 1.f : exp2f(m0 - mn0), alpha1 = m1 == -INFINITY ? 1.f : exp2f(m1 - mn1);
       float sum0 = 0.f, sum1 = 0.f;
 #pragma unroll
-      for (int n = 0; n < 4; ++n) {
+      for (int n = 0; n < kSNTiles; ++n) {
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
           sc[n * 4 + e] = exp2f(sc[n * 4 + e] - b0);
@@ -181,9 +184,9 @@ struct PartialOp {
         o[n * 4 + 3] *= alpha1;
       }
       // P as the A operand of k16 step j: {row r0 k 0-7, row r1 k 0-7, row r0 k 8-15, row r1 k 8-15} pairs
-      uint32_t pa[2][4];
+      uint32_t pa[kPVSteps][4];
 #pragma unroll
-      for (int j = 0; j < 2; ++j) {
+      for (int j = 0; j < kPVSteps; ++j) {
         pa[j][0] = ptx::pack_bf16(sc[(2 * j) * 4 + 0], sc[(2 * j) * 4 + 1]);
         pa[j][1] = ptx::pack_bf16(sc[(2 * j) * 4 + 2], sc[(2 * j) * 4 + 3]);
         pa[j][2] = ptx::pack_bf16(sc[(2 * j + 1) * 4 + 0], sc[(2 * j + 1) * 4 + 1]);
@@ -208,7 +211,7 @@ struct PartialOp {
       // ---- O[:, this warpgroup's 256 columns] += P V; V is MN-major (dv contiguous) in the same tile
       wg::fence();
 #pragma unroll
-      for (int j = 0; j < 2; ++j) {
+      for (int j = 0; j < kPVSteps; ++j) {
         const char* vb = reinterpret_cast<const char*>(&s.kv[stage][wg_idx * (kVChunks / kConsumerWarpgroups)][j * 16][0]);
         wg::mma_64x256_rs(o, pa[j], wg::desc_sw128(vb, kKVChunkBytes, wg::kSwizzleAtomBytes));
       }
