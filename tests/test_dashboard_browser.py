@@ -114,9 +114,26 @@ def _set_checklist(dash_duo, checklist: str, wanted: set[str]):
             box.click()
 
 
-def test_every_trace_draws_every_sm_and_kind(dash_duo, served):
+def _one_per_workload(rels: list[str]) -> list[str]:
+    """A bundled trace per workload (measured first) plus every synthetic one; tests/test_dashboard_bundled.py
+    checks the figure of every bundled trace without a browser."""
+    chosen, seen = [], set()
+    for rel in sorted(rels, key=lambda r: ("simulated" in r, r)):
+        workload = Path(rel).name.split("__")[0]
+        if rel.startswith("synthetic/") or workload not in seen:
+            chosen.append(rel)
+            seen.add(workload)
+    return chosen
+
+
+def test_traces_draw_every_sm_and_kind(dash_duo, served):
     _start(dash_duo, served)
-    for rel in _good(served):
+    dash_duo.find_element("#trace-a").click()
+    labels = set(dash_duo.find_element(".dash-dropdown-options").text.split("\n"))
+    _close_menus(dash_duo)
+    assert set(_good(served)) <= labels  # every bundled and synthetic trace is listed, readable
+    assert {"corrupt.arrow (error)", "foreign.arrow (error)"} <= labels
+    for rel in _one_per_workload(_good(served)):
         _pick(dash_duo, "#trace-a", rel)
         sms, per_kind = _expected(served / rel)
         drawn = _drawn(dash_duo)
@@ -215,12 +232,16 @@ def test_bad_files_show_error_cards_and_the_rest_works(dash_duo, served):
 
 @pytest.mark.skipif(not os.environ.get("MLAPROF_DASH_SCREENSHOT"), reason="set MLAPROF_DASH_SCREENSHOT=path to save one")
 def test_screenshot(dash_duo, served):
-    """Saves the page the README shows (docs/dashboard.png) to MLAPROF_DASH_SCREENSHOT."""
+    """Saves the page the README shows to MLAPROF_DASH_SCREENSHOT; MLAPROF_DASH_SCREENSHOT_DIR serves that folder
+    instead of the test folder, MLAPROF_DASH_SCREENSHOT_TRACE picks the trace. docs/dashboard.png came from:
+    MLAPROF_DASH_SCREENSHOT=docs/dashboard.png MLAPROF_DASH_SCREENSHOT_DIR=traces
+    MLAPROF_DASH_SCREENSHOT_TRACE=seed-representative__static.arrow pytest -k screenshot tests/test_dashboard_browser.py
+    """
     target = os.environ["MLAPROF_DASH_SCREENSHOT"]
-    bundled = [r for r in _good(served) if r.startswith("bundled/")]
-    rel = os.environ.get("MLAPROF_DASH_SCREENSHOT_TRACE") or (bundled[0] if bundled else "synthetic/synthetic__static.arrow")
-    _start(dash_duo, served)
-    dash_duo.driver.set_window_size(1500, 2000)
+    root = Path(os.environ.get("MLAPROF_DASH_SCREENSHOT_DIR") or served)
+    rel = os.environ.get("MLAPROF_DASH_SCREENSHOT_TRACE") or _good(root)[0]
+    _start(dash_duo, root)
+    dash_duo.driver.set_window_size(1500, 2450)
     _pick(dash_duo, "#trace-a", rel)
     dash_duo.wait_for_element("#summary-sm-states .js-plotly-plot", timeout=30)
     time.sleep(2)  # let the summary charts finish drawing
