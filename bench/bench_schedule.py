@@ -4,7 +4,7 @@
 
 Writes schedule_cpu.json and schedule_cpu.md.  Every scheduler call recomputes from scratch (no caches);
 times are medians (and minima) of ``--repeat`` calls in this process.  The simulated makespans compare the
-two schedulers on the default cost model.
+two schedulers on the calibrated H100 cost model the tools use by default (``mlaprof/data/cost_h100.json``).
 """
 
 from __future__ import annotations
@@ -105,10 +105,11 @@ def markdown(res: dict) -> str:
         "",
         f"Machine: {res['machine']['cpus']} CPUs, load average {res['machine']['load_avg']} at start "
         f"(shared with other jobs), Python {res['machine']['python']}.  {res['repeat']} calls per median; "
-        f"{NUM_SMS} SMs; default cost model.  Produced by `python bench/bench_schedule.py`.",
+        f"{NUM_SMS} SMs; the calibrated H100 cost model (`mlaprof/data/cost_h100.json`).  Produced by "
+        f"`python bench/bench_schedule.py`.",
         "",
-        "| workload | static ms, median (min) | makespan ms, median (min) | sim ms (static / makespan) | static us | makespan us | change |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| workload | static ms, median (min) | makespan ms, median (min) | sim ms (static / makespan) | static us | makespan us | change | reductions (makespan shape) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in res["workloads"]:
         s, m = r["static"], r["makespan"]
@@ -116,14 +117,15 @@ def markdown(res: dict) -> str:
             f"| {r['workload']} | {s['schedule_ms_median']:.2f} ({s['schedule_ms_min']:.2f}) | "
             f"{m['schedule_ms_median']:.2f} ({m['schedule_ms_min']:.2f}) | "
             f"{s['sim_ms_median']:.1f} / {m['sim_ms_median']:.1f} | {s['simulated_makespan_us']:.2f} | "
-            f"{m['simulated_makespan_us']:.2f} | {r['makespan_vs_static_pct']:+.1f}% |"
+            f"{m['simulated_makespan_us']:.2f} | {r['makespan_vs_static_pct']:+.1f}% | "
+            f"{m['params'].get('reductions', '')} ({m['params'].get('shape', '')}) |"
         )
     b = res["big_trace"]
     lines += [
         "",
         "Schedule times are medians of whole scheduler calls (from workload to Schedule); sim times run the "
         "encoded tensor through `mlaprof.sim.simulate` (events, decode, metadata).  us columns: simulated "
-        "makespan on the default cost model.",
+        "makespan on the calibrated model.",
         "",
         f"1M-span trace ({b['spans']} spans, simulated): file {b['file_mb']} MB; write {b['write_s_median']} s, "
         f"open (memory-mapped, validated) {b['read_s_median']} s, six columns + kind codes to numpy "

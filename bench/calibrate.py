@@ -14,9 +14,11 @@ from __future__ import annotations
 import argparse
 import glob
 import json
+import subprocess
 import sys
 from pathlib import Path
 
+from mlaprof import format as fmt
 from mlaprof.costmodel import CostModel, fit_with_report
 from mlaprof.schedule.encode import encode, from_trace
 from mlaprof.sim import simulate
@@ -40,10 +42,11 @@ def main() -> int:
         return 2
     model, report = fit_with_report(traces, CostModel())
     gpus = sorted({t.meta.gpu_name for t in traces})
-    revs = sorted({t.meta.git_rev for t in traces})
+    revs = sorted({t.meta.git_rev for t in traces} - {""}) or [_committed_in(paths)]
     source = (f"fitted by bench/calibrate.py (mlaprof.costmodel.fit) on {len(traces)} measured traces "
-              f"({', '.join(Path(t.path).name for t in traces)}) from {', '.join(gpus)}, kernel git rev "
-              f"{', '.join(revs)}; rms residual {report['rms_ns']:.0f} ns per span")
+              f"({', '.join(Path(t.path).name for t in traces)}) from {', '.join(gpus)}, git {', '.join(revs)}, "
+              f"KV tiles of {fmt.KV_TILE_TOKENS} tokens (per-tile constants: re-measure and re-run after a kernel "
+              f"change); rms residual {report['rms_ns']:.0f} ns per span")
     model.save(args.model, report, source=source)
     print(f"wrote {args.model}")
 
@@ -71,6 +74,16 @@ def main() -> int:
     return 0
 
 
+def _committed_in(paths: list[str]) -> str:
+    """The commit that last changed the traces (measured traces carry no git revision of their own)."""
+    try:
+        out = subprocess.run(["git", "log", "-1", "--format=%h", "--", *paths], capture_output=True, text=True,
+                             cwd=ROOT, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        out = ""
+    return f"traces committed in {out}" if out else "traces of unknown revision"
+
+
 def markdown(res: dict) -> str:
     ok = sum(abs(r["error_pct"]) <= res["goal_pct"] for r in res["rows"])
     lines = [
@@ -87,7 +100,13 @@ def markdown(res: dict) -> str:
     for r in res["rows"]:
         lines.append(f"| {r['workload']} | {r['scheduler']} | {r['measured_us']:.1f} | {r['simulated_us']:.1f} | "
                      f"{r['error_pct']:+.1f}% | {r['simulated_default_us']:.1f} | {r['error_default_pct']:+.1f}% |")
-    lines += ["", "Fitted constants (ns; per-byte and per-FLOP slopes in ns per unit):", "",
+    lines += ["", "What the model leaves out (where the misses come from): contention in the memory system, which "
+              "makes a partial's store take up to ~2x its mean and merges up to ~2x when many SMs store or merge "
+              "at once (b64-rand256to1024-q4 makespan: stores 5.0 us mean, merges 13-23 us); the tile rate's "
+              "dependence on the workload (1.75 us per tile on b132, 2.2 on seed-representative, one fitted "
+              "rate for all); the SMs' spread, which the simulator gives a fixed per-SM pattern while on the "
+              "GPU the slow SMs change from run to run.",
+              "", "Fitted constants (ns; per-byte and per-FLOP slopes in ns per unit):", "",
               "| constant | value |", "| --- | --- |"]
     lines += [f"| {k} | {v:.6g} |" for k, v in res["model"].items()]
     lines += ["", "Per span kind: samples, mean and rms residual of the fit:", "", "| kind | n | mean ns | rms ns |",

@@ -44,7 +44,7 @@ from mlaprof.workloads import Workload
 
 TILE = fmt.KV_TILE_TOKENS
 PARTIAL, REDUCTION = int(fmt.Opcode.PARTIAL), int(fmt.Opcode.REDUCTION)
-TIMED = 4  # rollouts timed on the task-level timeline (the plans with the smallest closed-form T)
+TIMED = 2  # rollouts timed on the task-level timeline (those with the smallest closed-form T)
 
 
 class _Costs:
