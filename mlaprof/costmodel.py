@@ -83,12 +83,15 @@ class CostModel:
     row_granule: int = 64
 
     # ---- span durations (numpy-friendly: arrays in, arrays out) --------------------------------------------
+    # A KV tile is moved and computed whole: TMA loads the full box and the tensor cores the full tile, a
+    # sequence's short last tile only masked (its ``compute_short_ns``).  So both are per tile, in bytes and
+    # FLOPs of a full tile: the model follows fmt.KV_TILE_TOKENS when the kernel's tile size changes.
     def load_ns(self, tokens):
-        return self.load_base_ns + self.load_byte_ns * (np.asarray(tokens) * KV_TOKEN_BYTES)
+        return self.load_base_ns + self.load_byte_ns * TILE_BYTES * np.ones_like(np.asarray(tokens), dtype=float)
 
     def compute_ns(self, tokens, rows):
         tokens = np.asarray(tokens)
-        return (self.compute_base_ns + self.compute_flop_ns * compute_flops(tokens, rows, self.row_granule)
+        return (self.compute_base_ns + self.compute_flop_ns * compute_flops(KV_TILE_TOKENS, rows, self.row_granule)
                 + self.compute_short_ns * (tokens < KV_TILE_TOKENS))
 
     def reduce_ns(self, fanin, rows):
@@ -182,6 +185,7 @@ class CostModel:
 
 
 KV_TILE_TOKENS = fmt.KV_TILE_TOKENS
+TILE_BYTES = KV_TILE_TOKENS * KV_TOKEN_BYTES
 _PATTERNS: dict[int, np.ndarray] = {}
 
 
@@ -268,13 +272,18 @@ FITTED = {
     "latency": ("sem_latency_ns", ()),
     "first_load": ("first_load_ns", ()),
 }
+RATES = ("load", "compute")  # kinds whose first feature is a per-tile rate (see _linear)
 MIN_PERIOD_TILES = 6  # an SM's tile period is read off its first partial when that has this many tiles
 
 
-def _linear(x: np.ndarray, y: np.ndarray, prior: np.ndarray) -> tuple[float, np.ndarray, list[int]]:
+def _linear(x: np.ndarray, y: np.ndarray, prior: np.ndarray, a_prior: float = 0.0,
+            rate: bool = False) -> tuple[float, np.ndarray, list[int]]:
     """Least squares y = a + x @ b with a, b >= 0 (durations have no negative parts).  A feature the traces
     cannot pin down (it barely varies, or another feature explains it) keeps its ``prior`` coefficient; so
-    does one whose fit would be negative after the others were refitted.  Returns (a, b, kept indices)."""
+    does one whose fit would be negative after the others were refitted.  With ``rate``, feature 0 is a
+    rate (bytes or FLOPs of a whole tile, constant for one kernel): if it cannot be told from the intercept,
+    the intercept keeps ``a_prior`` and the rate takes the rest, so the model scales with the tile size.
+    Returns (a, b, fitted feature indices)."""
     n, k = x.shape
     b = prior.astype(float).copy()
     scale = np.abs(x).max(axis=0) if n else np.ones(k)
@@ -285,6 +294,11 @@ def _linear(x: np.ndarray, y: np.ndarray, prior: np.ndarray) -> tuple[float, np.
         cols = xc[:, free + [j]]
         if n > len(free) + 2 and np.linalg.matrix_rank(cols, tol=1e-6 * max(1.0, np.sqrt(n))) == len(free) + 1:
             free.append(j)
+    if rate and k and 0 not in free and n:
+        cols = [0] + free
+        sol = np.linalg.lstsq(x[:, cols], y - a_prior, rcond=None)[0]
+        b[cols] = np.maximum(sol, 0.0)
+        return float(a_prior), b, cols
     while True:
         fixed = [j for j in range(k) if j not in free]
         r = y - x[:, fixed] @ b[fixed] if fixed else y.astype(float)
@@ -303,6 +317,26 @@ def _linear(x: np.ndarray, y: np.ndarray, prior: np.ndarray) -> tuple[float, np.
         b[worst] = 0.0  # would shrink with size: no evidence for it, so none
 
 
+def trace_tile_tokens(trace) -> int:
+    """KV tokens per tile of the kernel that recorded ``trace``: the power of two that splits every partial
+    into as many tiles as it has COMPUTE spans (traces do not record it; the tile size is a kernel constant
+    that changes between versions).  The current ``fmt.KV_TILE_TOKENS`` when the trace cannot tell."""
+    from mlaprof.trace.schema import KIND_NAMES, OPCODE_NAMES
+
+    kind, opcode = trace.codes("kind", KIND_NAMES), trace.codes("opcode", OPCODE_NAMES)
+    m = (kind == fmt.Kind.COMPUTE) & (opcode == fmt.Opcode.PARTIAL)
+    if not m.any():
+        return KV_TILE_TOKENS
+    task = trace.col("task")[m].astype(np.int64)
+    kv = (trace.col("kv_end") - trace.col("kv_start"))[m].astype(np.int64)
+    ids, first, n = np.unique(task, return_index=True, return_counts=True)
+    kv = kv[first]
+    for t in (8, 16, 32, 64, 128, 256):
+        if np.array_equal(-(-kv // t), n):
+            return t
+    return KV_TILE_TOKENS
+
+
 def span_samples(trace, row_granule: int = 64) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per fitted kind (``FITTED``): (features [n, k], duration_ns [n]) from one trace."""
     from mlaprof.trace.schema import KIND_NAMES, OPCODE_NAMES
@@ -318,12 +352,13 @@ def span_samples(trace, row_granule: int = 64) -> dict[str, tuple[np.ndarray, np
     final = trace.col("slot") == fmt.NO_SLOT
     partial, reduction = opcode == fmt.Opcode.PARTIAL, opcode == fmt.Opcode.REDUCTION
     out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    tile_tok = np.clip(kv_len - aux * KV_TILE_TOKENS, 1, KV_TILE_TOKENS)
+    tile = trace_tile_tokens(trace)  # the kernel that recorded it may have had another tile size
+    tile_tok = np.clip(kv_len - aux * tile, 1, tile)
     x, y = _load_samples(trace, kind, partial, aux, tile_tok, start, end, dur)
-    out["load"] = (x[:, None], y)
+    out["load"] = (x[:, None] * (tile / KV_TILE_TOKENS), y)  # bytes of that kernel's tile
     m = (kind == fmt.Kind.COMPUTE) & partial & (aux >= 0)
-    flops = compute_flops(tile_tok[m], rows[m], row_granule) * 1.0
-    out["compute"] = (np.stack([flops, (tile_tok[m] < KV_TILE_TOKENS) * 1.0], axis=1), dur[m])
+    flops = compute_flops(tile, rows[m], row_granule) * 1.0
+    out["compute"] = (np.stack([flops, (tile_tok[m] < tile) * 1.0], axis=1), dur[m])
     # a reduction's fan-in: its WAIT spans, one per input
     m = (kind == fmt.Kind.COMPUTE) & reduction
     waits = (kind == fmt.Kind.WAIT) & reduction
@@ -378,7 +413,7 @@ def _load_samples(trace, kind, partial, aux, tile_tok, start, end, dur):
     same_sm = sm[ld_sorted][1:] == sm[ld_sorted][:-1]
     overlapping = same_sm & (start[ld_sorted][1:] < end[ld_sorted][:-1])
     if overlapping.sum() <= 0.05 * max(1, same_sm.sum()):
-        return tile_tok[ld] * KV_TOKEN_BYTES * 1.0, dur[ld]
+        return np.full(len(ld), float(TILE_BYTES)), dur[ld]
     m = np.flatnonzero((kind == fmt.Kind.COMPUTE) & partial & (aux >= 0))
     m = m[np.lexsort((aux[m], instr[m], sm[m]))]
     same = (sm[m][1:] == sm[m][:-1]) & (instr[m][1:] == instr[m][:-1]) & (aux[m][1:] == aux[m][:-1] + 1)
@@ -387,8 +422,8 @@ def _load_samples(trace, kind, partial, aux, tile_tok, start, end, dur):
     pair = np.flatnonzero(stalled[1:] & stalled[:-1] & same) + 1  # tiles u and u-1 both waited
     if len(pair) >= 20:
         gap = (start[m][pair] - start[m][pair - 1]).astype(float)
-        return tile_tok[m][pair] * KV_TOKEN_BYTES * 1.0, gap
-    return tile_tok[ld] * KV_TOKEN_BYTES * 1.0, dur[ld]
+        return np.full(len(pair), float(TILE_BYTES)), gap
+    return np.full(len(ld), float(TILE_BYTES)), dur[ld]
 
 
 def fit_with_report(traces, base: CostModel | None = None) -> tuple[CostModel, dict]:
@@ -407,7 +442,7 @@ def fit_with_report(traces, base: CostModel | None = None) -> tuple[CostModel, d
             report["kinds"][kind] = {"n": 0, "note": "no spans of this kind: kept the prior constants"}
             continue
         prior = np.asarray([values[b] for b in b_names], dtype=float)
-        a, b, free = _linear(x, y, prior)
+        a, b, free = _linear(x, y, prior, values[a_name], rate=kind in RATES)
         values[a_name] = a
         for name, v in zip(b_names, b):
             values[name] = float(v)
@@ -416,6 +451,8 @@ def fit_with_report(traces, base: CostModel | None = None) -> tuple[CostModel, d
         kept = [b_names[j] for j in range(len(b_names)) if j not in free]
         if kept:
             r["note"] = f"the traces cannot pin down {', '.join(kept)}: kept from the prior (or 0)"
+        elif kind in RATES and np.ptp(x[:, 0]) == 0 if len(x) else False:
+            r["note"] = f"one tile size: {a_name} kept from the prior, {b_names[0]} takes the rest"
         report["kinds"][kind] = r
         total += float((resid**2).sum())
         count += len(y)

@@ -125,7 +125,8 @@ def test_static_chunks_and_whole_sequences():
 
 
 def test_tree_helpers():
-    assert split_even(100, 3) == [(0, 64), (64, 96), (96, 100)]  # 4 tiles: 2 + 1 + 1
+    n = 3 * TILE + 4  # 4 tiles, the last short: 2 + 1 + 1
+    assert split_even(n, 3) == [(0, 2 * TILE), (2 * TILE, 3 * TILE), (3 * TILE, n)]
     assert split_even(10, 5) == [(0, 10)]  # never an empty chunk
     assert group_sizes(7, 6) == [4, 3]
     assert group_sizes(109, 6) == [6] * 14 + [5] * 5
