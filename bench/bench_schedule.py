@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mlaprof import format as fmt
 from mlaprof.schedule import make_schedule
 from mlaprof.schedule.encode import encode
 from mlaprof.sim import simulate
@@ -66,8 +67,10 @@ def bench_workloads(repeat: int) -> list[dict]:
 
 
 def bench_big_trace(repeat: int) -> dict:
-    """A real simulated trace of about a million spans (132 sequences of 122,000 tokens), written and read."""
-    w = Workload("b132-122k-q4", (122_000,) * NUM_SMS, 4)
+    """A real simulated trace of about a million spans (132 whole sequences of ~3,800 KV tiles), written and
+    read.  Spans scale with tiles, so the length follows the kernel's tile size."""
+    length = 122_000 * fmt.KV_TILE_TOKENS // 32
+    w = Workload(f"b132-{length // 1000}k-q4", (length,) * NUM_SMS, 4)
     t0 = time.perf_counter()
     trace = simulate(encode(make_schedule(w, NUM_SMS, "static")))
     sim_s = time.perf_counter() - t0
