@@ -36,7 +36,8 @@ SM_STATE_COLORS = {"busy": "#0072B2", "wait": "#D55E00", "idle": "#BBBBBB"}
 DRAW_ORDER = ["wait", "load", "compute", "store", "setup"]
 KIND_LABEL = {"setup": "setup", "load": "load", "compute": "compute", "wait": "wait (semaphore)", "store": "store"}
 BOUNDARY_LIMIT = 20_000  # instruction boundary marks drawn exactly; above it, one per pixel per row
-HOVER_POINTS_PER_VIEW = 40  # a bar as wide as the view gets this many hover points
+HOVER_POINTS_PER_VIEW = 24  # a bar as wide as the view gets this many hover points (about 55 px apart)
+HOVER_DISTANCE_PX = 30  # so a point is in reach anywhere along a bar
 MAX_HOVER_POINTS_PER_BAR = 40
 
 _DTYPES = {np.dtype(np.float32): "f4", np.dtype(np.float64): "f8", np.dtype(np.int32): "i4",
@@ -88,12 +89,12 @@ def _hover_points(x0: np.ndarray, x1: np.ndarray, view_width: float) -> tuple[np
 
 
 _RAW_TEMPLATE = (
-    "<b>{kind}</b> · SM %{{customdata[0]}} · {role}<br>"
-    "instruction %{{customdata[1]}} ({op}) · task %{{customdata[10]}}<br>"
-    "sequence %{{customdata[2]}} · query tokens %{{customdata[3]}}–%{{customdata[4]}}<br>"
-    "KV [%{{customdata[5]}}, %{{customdata[6]}}) · {aux} %{{customdata[7]}}<br>"
-    "start %{{customdata[8]:.3f}} µs · duration %{{customdata[9]:.3f}} µs<extra></extra>"
-)
+    "<b>{kind}</b> · SM %{{y:.0f}} · {role}<br>"
+    "instruction %{{customdata[0]}} ({op})<br>"
+    "sequence %{{customdata[1]}} · query tokens %{{customdata[2]}}–%{{customdata[3]}}<br>"
+    "KV [%{{customdata[4]}}, %{{customdata[5]}}) · {aux} %{{customdata[6]}}<br>"
+    "start %{{customdata[7]:.3f}} µs · duration %{{customdata[8]:.3f}} µs<extra></extra>"
+)  # the SM is the point's y (rounded: role sub-rows sit at +-0.3), so it costs no customdata column
 _AGG_TEMPLATE = (
     "<b>mostly {kind}</b> · SM %{{y:.0f}} · near %{{x:.2f}} µs<br>"
     "<i>aggregated view: zoom in for instruction details</i><extra></extra>"
@@ -115,9 +116,9 @@ def _raw_hover(data: GanttData, bars: lod.Bars, sel: np.ndarray, y: np.ndarray, 
             bar, x = _hover_points(data.start_us[s], data.end_us[s], view_width)
             s_pts = s[bar]
             cd = np.stack([
-                sp.sm[s_pts], sp.instr[s_pts], sp.seq[s_pts], sp.q_start[s_pts],
+                sp.instr[s_pts], sp.seq[s_pts], sp.q_start[s_pts],
                 sp.q_start[s_pts] + np.maximum(sp.q_count[s_pts], 1) - 1, sp.kv_start[s_pts], sp.kv_end[s_pts],
-                sp.aux[s_pts], data.start_us[s_pts], data.end_us[s_pts] - data.start_us[s_pts], sp.task[s_pts],
+                sp.aux[s_pts], data.start_us[s_pts], data.end_us[s_pts] - data.start_us[s_pts],
             ], axis=1).astype(np.float32)
             aux = "input" if kind == "wait" or OPCODE_NAMES[op_code] == "reduction" else "tile"
             template = _RAW_TEMPLATE.format(kind=KIND_LABEL[kind], role=_name(ROLE_NAMES, role_code),
@@ -251,7 +252,7 @@ def gantt_figure(data: GanttData, f: Filters, view: View, **lod_args) -> tuple[d
         "yaxis": _y_axis(lo, hi, view.y, f.split_roles, "SM" + (" (rows: controller, producer, consumer)"
                                                                   if f.split_roles else "")),
         "legend": {"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0, "itemclick": "toggle"},
-        "hovermode": "closest", "hoverdistance": 12, "plot_bgcolor": "white", "dragmode": "zoom",
+        "hovermode": "closest", "hoverdistance": HOVER_DISTANCE_PX, "plot_bgcolor": "white", "dragmode": "zoom",
         "uirevision": f"{data.label}|{f.split_roles}|{f.sm_range}",
     }
     return {"data": traces, "layout": layout}, info
@@ -282,7 +283,7 @@ def diff_figure(a: GanttData, b: GanttData, f: Filters, view: View, **lod_args) 
              "x": 0, "y": 0.47, "yanchor": "bottom", "showarrow": False, "yshift": 4},
         ],
         "legend": {"orientation": "h", "y": 1.06, "yanchor": "bottom", "x": 0.5},
-        "hovermode": "closest", "hoverdistance": 12, "plot_bgcolor": "white",
+        "hovermode": "closest", "hoverdistance": HOVER_DISTANCE_PX, "plot_bgcolor": "white",
         "uirevision": f"{a.label}|{b.label}|{f.split_roles}|{f.sm_range}",
     }
     return {"data": top[0] + bottom[0], "layout": layout}, top[1], bottom[1]

@@ -158,6 +158,17 @@ def test_filters_zoom_and_diff(dash_duo, served):
     _pick(dash_duo, "#trace-a", rel)
     assert "one by one" in dash_duo.find_element("#gantt-status").text
 
+    # hover on a drawn span names its instruction
+    label = dash_duo.driver.execute_async_script("""
+        const done = arguments[arguments.length - 1];
+        const gd = document.querySelector('#gantt .js-plotly-plot');
+        const i = gd._fullData.findIndex(t => t.mode === 'markers' && t.legendgroup === 'compute');
+        const t = gd._fullData[i];
+        Plotly.Fx.hover(gd, {xval: t.x[0], yval: t.y[0]});  // the point of the first compute span
+        setTimeout(() => { const h = gd.querySelector('.hovertext'); done(h ? h.textContent : null); }, 300);""")
+    for words in ("compute", "SM ", "instruction ", "sequence ", "query tokens", "KV [", "start ", "duration "):
+        assert label and words in label, (words, label)
+
     # opcode filter: only reductions, so only the SMs that ran one
     _set_checklist(dash_duo, "filter-opcodes", {"reduction"})
     red_sms = set(np.unique(t.col("sm")[t.col("opcode") == "reduction"]).tolist())
@@ -218,8 +229,12 @@ def test_bad_files_show_error_cards_and_the_rest_works(dash_duo, served):
     _pick(dash_duo, "#trace-a", "corrupt.arrow (error)", status="")
     dash_duo.wait_for_contains_text("#gantt-error .error-card", "not a readable Arrow trace file", timeout=30)
     assert str(served) not in dash_duo.find_element("#gantt-error").text
+    # a click on a row of the trace table picks that trace
     good = "synthetic/synthetic__static.arrow"
-    _pick(dash_duo, "#trace-a", good)
+    dash_duo.find_element("#trace-table .dash-filter input[type=text]").send_keys("synthetic__static\n")
+    _until(lambda: len(dash_duo.find_elements("#trace-table td.dash-cell.column-0")) == 1, timeout=30)
+    dash_duo.find_element("#trace-table td.dash-cell.column-0").click()
+    dash_duo.wait_for_contains_text("#gantt-status", good, timeout=30)
     _until(lambda: not dash_duo.find_elements("#gantt-error .error-card"), timeout=30)
     assert _drawn(dash_duo).get("y|compute")
     # the diff of a good trace against a bad one: an error card in the diff tab, nothing else breaks

@@ -65,13 +65,14 @@ def test_hover_names_the_instruction(trace, data):
     fig, _ = figures.gantt_figure(data, Filters(kinds=("wait",)), View())
     hover = [t for t in fig["data"] if t["mode"] == "markers"]
     assert hover and all("wait" in t["hovertemplate"] for t in hover)
-    cd = _decode(hover[0]["customdata"])
-    sm, instr, start = int(cd[0, 0]), int(cd[0, 1]), cd[0, 8]
+    cd, y = _decode(hover[0]["customdata"]), _decode(hover[0]["y"])
+    sm, instr, start = int(round(y[0])), int(cd[0, 0]), cd[0, 7]
     t = trace.table.to_pylist()
     match = [r for r in t if r["kind"] == "wait" and r["sm"] == sm and r["instr"] == instr
              and abs(r["start_ns"] / 1000 - start) < 1e-3]
-    assert match and cd[0, 5] == match[0]["kv_start"] and cd[0, 6] == match[0]["kv_end"]
-    assert cd[0, 2] == match[0]["seq"] and cd[0, 9] == pytest.approx((match[0]["end_ns"] - match[0]["start_ns"]) / 1000, abs=1e-3)
+    assert match and cd[0, 4] == match[0]["kv_start"] and cd[0, 5] == match[0]["kv_end"]
+    assert cd[0, 1] == match[0]["seq"] and cd[0, 8] == pytest.approx((match[0]["end_ns"] - match[0]["start_ns"]) / 1000, abs=1e-3)
+    assert cd[0, 6] == match[0]["aux"] and "SM %{y:.0f}" in hover[0]["hovertemplate"]
 
 
 def test_filters(trace, data):
