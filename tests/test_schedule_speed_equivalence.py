@@ -2,7 +2,7 @@
 rollouts) must return the very schedules the plain-Python code returned.
 
 ``tests/golden/schedules/schedules.json`` was written by the code as it was before any optimisation
-(commit c69339b), by ``python -m tests.test_schedule_speed_equivalence --regen``.  Per case it keeps a hash of
+(commit c69339b, with that commit's calibrated cost model pinned beside it), by ``python -m tests.test_schedule_speed_equivalence --regen``.  Per case it keeps a hash of
 the structure (every task's op, sequence, query and KV range, inputs, final flag, SM; every queue) and the
 predicted times as sums, since a reordered float sum may move the last bits but nothing more.  Regenerate
 only for a deliberate change of outputs, and say why in the commit (never for a speed change).
@@ -16,13 +16,19 @@ import random
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from mlaprof import format as fmt
 from mlaprof.costmodel import CostModel
+from mlaprof.schedule.plan import ScheduleError, evaluate
 from mlaprof.schedule import make_schedule
 from mlaprof.workloads import NAMED, Workload
 
 GOLDEN = Path(__file__).parent / "golden" / "schedules" / "schedules.json"
+# the packaged calibrated model as of c69339b, pinned: a refit of mlaprof/data/cost_h100.json changes what the
+# schedulers plan, and must not read as a change of the code
+PINNED_COST = GOLDEN.parent / "cost_h100_c69339b.json"
 
 
 def _random_workloads() -> list[tuple[str, Workload, int]]:
@@ -73,8 +79,8 @@ def fingerprint(s) -> dict:
     }
 
 
-def _cost(name: str):
-    return CostModel() if name == "builtin" else None
+def _cost(name: str) -> CostModel:
+    return CostModel() if name == "builtin" else CostModel.load(PINNED_COST)
 
 
 def compute_all() -> dict:
@@ -99,6 +105,32 @@ def test_schedule_matches_golden(golden, cid, w, sms, sched, cost):
     for k in ("predicted_makespan_us", "sum_start_us", "sum_end_us", "weighted_end_us"):
         assert got[k] == pytest.approx(want[k], rel=1e-9, abs=1e-6), k
     assert got["params"] == want["params"]
+
+
+@pytest.mark.parametrize("cid,w,sms,sched,cost", cases()[::3], ids=[c[0] for c in cases()[::3]])
+def test_timeline_rounds_equal_loop(cid, w, sms, sched, cost):
+    """The numpy round-by-round timeline and the per-SM Python walk agree bit for bit."""
+    s = make_schedule(w, sms, sched, _cost(cost))
+    t = s.tasks
+    args = ([int(x.op) for x in t], [x.kv_end - x.kv_start for x in t], [len(x.inputs) for x in t],
+            [x.final for x in t], [x.inputs for x in t], s.queues, [x.q_count * fmt.NUM_HEADS_Q for x in t],
+            _cost(cost))
+    a, b = evaluate(*args, method="loop"), evaluate(*args, method="rounds")
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    assert float(a[1].max()) / 1e3 == pytest.approx(s.predicted_makespan_us, rel=1e-12)
+
+
+def test_timeline_rounds_report_deadlock():
+    """Two SMs each waiting on the other's second task: both walks name the same stuck SMs."""
+    P, R = int(fmt.Opcode.PARTIAL), int(fmt.Opcode.REDUCTION)
+    op, kv, fan, fin = [P, P, R, R], [64, 64, 0, 0], [0, 0, 1, 1], [False, False, True, True]
+    inputs, queues = [(), (), (1,), (0,)], [[2, 0], [3, 1]]
+    msgs = set()
+    for method in ("loop", "rounds"):
+        with pytest.raises(ScheduleError) as e:
+            evaluate(op, kv, fan, fin, inputs, queues, 16, CostModel(), method=method)
+        msgs.add(str(e.value))
+    assert len(msgs) == 1 and "2 SMs stuck" in msgs.pop()
 
 
 if __name__ == "__main__":

@@ -35,9 +35,15 @@ def durations(ops, kv_len, fanin, final, rows, cost: CostModel) -> np.ndarray:
 
 
 def evaluate(op, kv_len, fanin, final, inputs, queues, rows, cost: CostModel,
-             stages: int = 4) -> tuple[np.ndarray, np.ndarray]:
+             stages: int = 4, method: str = "auto") -> tuple[np.ndarray, np.ndarray]:
     """(start_ns, end_ns) per task (instruction fetch to store end).  ``rows``: query rows per task (or one
-    count for all).  Raises ScheduleError naming the stuck SMs when the queues deadlock."""
+    count for all).  Raises ScheduleError naming the stuck SMs when the queues deadlock.
+
+    Each task's times depend only on its SM's previous task and its inputs' ends, so any order that runs a
+    task after those gives the same numbers.  ``method="rounds"`` advances every SM whose next task is ready
+    at once, in numpy (a few rounds when queues are short: the usual many-SM case); ``"loop"`` walks one SM
+    at a time in Python (cheaper for a few SMs with long queues); ``"auto"`` picks by queue shape.  Both do
+    the same float operations in the same order per task, so they agree bit for bit."""
     n = len(op)
     is_partial = np.asarray(op) == fmt.Opcode.PARTIAL
     rows = np.broadcast_to(np.asarray(rows), (n,))
@@ -46,29 +52,64 @@ def evaluate(op, kv_len, fanin, final, inputs, queues, rows, cost: CostModel,
     last = kv_len - fmt.KV_TILE_TOKENS * (tiles - 1)
     lf, cf = cost.load_ns(fmt.KV_TILE_TOKENS), cost.compute_ns(fmt.KV_TILE_TOKENS, rows)
     ll, cl = cost.load_ns(last), cost.compute_ns(last, rows)
-    first_load = np.where(tiles == 1, ll, lf)
-    loads = (tiles - 1) * lf + ll
-    comps = ((tiles - 1) * cf + cl).tolist()
-    last_comp = cl.tolist()
-    final = np.asarray(final, dtype=bool)
-    merge = cost.reduce_ns(np.asarray(fanin), rows).tolist()
-    store = cost.store_ns(rows, final, ~is_partial).tolist()
-    setups = cost.setup(~is_partial).tolist()
-    partial = is_partial.tolist()
-    lat = cost.sem_latency_ns
-    ahead = ((stages - 1) * cf).tolist()
-    # SMs stream at different rates (CostModel.sm_spread): a partial of n tiles on SM s loads at
-    # 1 + spread_s / sqrt(n); the per-SM loop below scales by it
-    spread = cost.sm_factors(len(queues)).tolist()
-    inv_sqrt = (1.0 / np.sqrt(tiles)).tolist()
-    first_load, loads = first_load.tolist(), loads.tolist()
+    c = _TaskCosts(
+        first_load=np.where(tiles == 1, ll, lf), loads=(tiles - 1) * lf + ll, comps=(tiles - 1) * cf + cl,
+        last_comp=np.asarray(cl, dtype=float), merge=np.asarray(cost.reduce_ns(np.asarray(fanin), rows), dtype=float),
+        store=np.asarray(cost.store_ns(rows, np.asarray(final, dtype=bool), ~is_partial), dtype=float),
+        setups=np.asarray(cost.setup(~is_partial), dtype=float), partial=is_partial,
+        ahead=np.asarray((stages - 1) * cf, dtype=float),
+        # SMs stream at different rates (CostModel.sm_spread): a partial of n tiles on SM s loads at
+        # 1 + spread_s / sqrt(n)
+        spread=np.asarray(cost.sm_factors(len(queues)), dtype=float), inv_sqrt=1.0 / np.sqrt(tiles),
+        lat=float(cost.sem_latency_ns), first_load_ns=float(cost.first_load_ns),
+    )
+    longest = max((len(q) for q in queues), default=0)
+    if method == "rounds" or (method == "auto" and n >= 16 * longest):
+        start, end, ptr, done = _evaluate_rounds(c, inputs, queues)
+    else:
+        start, end, ptr, done = _evaluate_loop(c, inputs, queues)
+    stuck = [sm for sm in range(len(queues)) if ptr[sm] < len(queues[sm])]
+    if stuck:
+        desc = ", ".join(
+            f"SM {sm} (task {queues[sm][ptr[sm]]} waits on task "
+            f"{next(i for i in inputs[queues[sm][ptr[sm]]] if not done[i])})"
+            for sm in stuck[:6]
+        )
+        raise ScheduleError(f"schedule deadlocks: {len(stuck)} SMs stuck: {desc}")
+    return np.asarray(start, dtype=float), np.asarray(end, dtype=float)
 
+
+@dataclasses.dataclass
+class _TaskCosts:
+    """Per-task planned phase durations (ns) that ``evaluate`` composes; arrays indexed by task id."""
+
+    first_load: np.ndarray
+    loads: np.ndarray
+    comps: np.ndarray
+    last_comp: np.ndarray
+    merge: np.ndarray
+    store: np.ndarray
+    setups: np.ndarray
+    partial: np.ndarray
+    ahead: np.ndarray
+    spread: np.ndarray
+    inv_sqrt: np.ndarray
+    lat: float
+    first_load_ns: float
+
+
+def _evaluate_loop(c: _TaskCosts, inputs, queues):
+    """One SM at a time until it blocks on an unfinished input; the blocker's completion wakes it."""
+    n = len(c.partial)
+    first_load, loads, comps, last_comp = c.first_load.tolist(), c.loads.tolist(), c.comps.tolist(), c.last_comp.tolist()
+    merge, store, setups, partial = c.merge.tolist(), c.store.tolist(), c.setups.tolist(), c.partial.tolist()
+    ahead, spread, inv_sqrt, lat = c.ahead.tolist(), c.spread.tolist(), c.inv_sqrt.tolist(), c.lat
     start = [0.0] * n
     end = [-1.0] * n
     done = [False] * n
     num_sms = len(queues)
     ptr = [0] * num_sms
-    prod, cons, qfree = [float(cost.first_load_ns)] * num_sms, [0.0] * num_sms, [0.0] * num_sms
+    prod, cons, qfree = [c.first_load_ns] * num_sms, [0.0] * num_sms, [0.0] * num_sms
     waiters: dict[int, list[int]] = {}
     ready = list(range(num_sms))
     while ready:
@@ -108,34 +149,91 @@ def evaluate(op, kv_len, fanin, final, inputs, queues, rows, cost: CostModel,
             done[t] = True
             ptr[sm] += 1
             ready.extend(waiters.pop(t, ()))
-    stuck = [sm for sm in range(num_sms) if ptr[sm] < len(queues[sm])]
-    if stuck:
-        desc = ", ".join(
-            f"SM {sm} (task {queues[sm][ptr[sm]]} waits on task "
-            f"{next(i for i in inputs[queues[sm][ptr[sm]]] if not done[i])})"
-            for sm in stuck[:6]
-        )
-        raise ScheduleError(f"schedule deadlocks: {len(stuck)} SMs stuck: {desc}")
-    return np.asarray(start), np.asarray(end)
+    return start, end, ptr, done
+
+
+def _evaluate_rounds(c: _TaskCosts, inputs, queues):
+    """Every SM whose next task is ready runs it, all at once in numpy, until none is ready.  The float
+    operations per task are the loop's, in its order (max() where the loop compares), so results match it."""
+    n = len(c.partial)
+    num_sms = len(queues)
+    qlen = np.fromiter((len(q) for q in queues), dtype=np.int64, count=num_sms)
+    width = int(qlen.max()) if num_sms else 0
+    qarr = np.full((num_sms, max(width, 1)), n, dtype=np.int64)
+    for sm, q in enumerate(queues):
+        qarr[sm, : len(q)] = q
+    # inputs padded with a sentinel task n that is always done and ends at -inf
+    inp = np.full((n + 1, fmt.MAX_FANIN), n, dtype=np.int64)
+    for t, ins in enumerate(inputs):
+        if ins:
+            inp[t, : len(ins)] = ins
+    done = np.zeros(n + 1, dtype=bool)
+    done[n] = True
+    end = np.full(n + 1, -1.0)
+    end[n] = -np.inf
+    start = np.zeros(n + 1)
+    ptr = np.zeros(num_sms, dtype=np.int64)
+    prod, cons, qfree = np.full(num_sms, c.first_load_ns), np.zeros(num_sms), np.zeros(num_sms)
+    sms = np.arange(num_sms)
+    while True:
+        act = sms[ptr < qlen]
+        if len(act) == 0:
+            break
+        t = qarr[act, ptr[act]]
+        go = done[inp[t]].all(axis=1)
+        if not go.any():
+            break
+        sm, t = act[go], t[go]
+        s0 = cons[sm]
+        issue = s0 + c.setups[t]
+        e = np.empty(len(t))
+        part = c.partial[t]
+        if part.any():
+            ps, pt, pi = sm[part], t[part], issue[part]
+            f = 1.0 + c.spread[ps] * c.inv_sqrt[pt]
+            ls = np.maximum(prod[ps], qfree[ps])
+            le = ls + c.loads[pt] * f
+            c0 = np.maximum(ls + c.first_load[pt] * f, pi)
+            ce = np.maximum(c0 + c.comps[pt], le + c.last_comp[pt])
+            prod[ps] = np.maximum(le, ce - c.ahead[pt])
+            qfree[ps] = ce - c.last_comp[pt]
+            e[part] = ce + c.store[pt]
+        red = ~part
+        if red.any():
+            rt = t[red]
+            ready_at = (end[inp[rt]] + c.lat).max(axis=1)
+            e[red] = np.maximum(issue[red], ready_at) + c.merge[rt] + c.store[rt]
+        start[t], end[t] = s0, e
+        cons[sm] = e
+        done[t] = True
+        ptr[sm] += 1
+    return start[:n], end[:n], ptr.tolist(), done[:n].tolist()
 
 
 _TASK_FIELDS = [f.name for f in dataclasses.fields(Task)]
 
 
 def build_tasks(op, seq, kv_start, kv_end, inputs, final, sm, start_ns, end_ns, q_start, q_count) -> list[Task]:
-    """Task objects from per-task columns; ids are positions.
+    """Task objects from per-task columns; ids are positions.  Called once, on the winning plan.
 
     Fills the frozen dataclass's __dict__ directly: the generated __init__ costs ~4 us per task, which is
-    most of a 1 ms scheduling budget at a few hundred tasks.
+    most of a 1 ms scheduling budget at a few hundred tasks.  Columns go through ``tolist`` (one C call each)
+    rather than int()/float() per element, and opcodes through a dict rather than the Enum constructor.
     """
+    ops = {int(o): o for o in fmt.Opcode}
+    cols = zip(
+        range(len(op)), [ops[o] for o in np.asarray(op, dtype=np.int64).tolist()],
+        np.asarray(seq, dtype=np.int64).tolist(), np.asarray(q_start, dtype=np.int64).tolist(),
+        np.asarray(q_count, dtype=np.int64).tolist(), np.asarray(kv_start, dtype=np.int64).tolist(),
+        np.asarray(kv_end, dtype=np.int64).tolist(), [tuple(i) for i in inputs],
+        np.asarray(final, dtype=bool).tolist(), np.asarray(sm, dtype=np.int64).tolist(),
+        (np.asarray(start_ns, dtype=float) / 1e3).tolist(), (np.asarray(end_ns, dtype=float) / 1e3).tolist(),
+    )
     out = []
     new = object.__new__
-    for i in range(len(op)):
+    names = _TASK_FIELDS
+    for row in cols:
         t = new(Task)
-        t.__dict__.update(zip(_TASK_FIELDS, (
-            i, fmt.Opcode(op[i]), int(seq[i]), int(q_start[i]), int(q_count[i]), int(kv_start[i]), int(kv_end[i]),
-            tuple(inputs[i]),
-            bool(final[i]), int(sm[i]), float(start_ns[i]) / 1e3, float(end_ns[i]) / 1e3,
-        )))
+        t.__dict__.update(zip(names, row))
         out.append(t)
     return out

@@ -81,30 +81,47 @@ def add_tree(cols: dict, seq: int, leaves: list[int], fanin: int, s_q: int, per_
              level_of: list[int] | None = None) -> list[int]:
     """Reductions over ``leaves`` (task ids of one sequence's partials, covering all s_q tokens): one balanced
     k-ary tree, or (``per_token``) s_q trees of one query token each sharing the leaves.  Appends to the
-    column lists in ``cols`` and returns the new ids.  ``level_of`` receives each reduction's tree level."""
-    new = []
-    for q0, qn in ([(q, 1) for q in range(s_q)] if per_token else [(0, s_q)]):
-        frontier, level = list(leaves), 0
-        while len(frontier) > 1:
-            sizes = group_sizes(len(frontier), fanin)
-            nxt, pos = [], 0
-            for size in sizes:
-                group = frontier[pos : pos + size]
-                pos += size
-                if size == 1:
-                    nxt.append(group[0])
-                    continue
-                tid = len(cols["op"])
-                for k, v in (("op", REDUCTION), ("seq", seq), ("q0", q0), ("qn", qn), ("kv0", cols["kv0"][group[0]]),
-                             ("kv1", cols["kv1"][group[-1]]), ("inputs", tuple(group)), ("final", len(sizes) == 1)):
-                    cols[k].append(v)
-                if level_of is not None:
-                    level_of.append(level)
-                new.append(tid)
-                nxt.append(tid)
-            frontier = nxt
-            level += 1
-    return new
+    column lists in ``cols`` and returns the new ids.  ``level_of`` receives each reduction's tree level.
+
+    The tree is grouped once; a per-token copy is the first tree with its reduction ids shifted (leaf ids
+    kept), appended token after token."""
+    base = len(cols["op"])
+    kv0, kv1 = cols["kv0"], cols["kv1"]
+    t_inputs, t_kv0, t_kv1, t_final, t_level = [], [], [], [], []
+    frontier, level = list(leaves), 0
+    while len(frontier) > 1:
+        sizes = group_sizes(len(frontier), fanin)
+        nxt, pos = [], 0
+        for size in sizes:
+            group = frontier[pos : pos + size]
+            pos += size
+            if size == 1:
+                nxt.append(group[0])
+                continue
+            nxt.append(base + len(t_inputs))
+            t_inputs.append(tuple(group))
+            t_kv0.append(kv0[group[0]] if group[0] < base else t_kv0[group[0] - base])
+            t_kv1.append(kv1[group[-1]] if group[-1] < base else t_kv1[group[-1] - base])
+            t_final.append(len(sizes) == 1)
+            t_level.append(level)
+        frontier = nxt
+        level += 1
+    r = len(t_inputs)
+    copies = [(q, 1) for q in range(s_q)] if per_token else [(0, s_q)]
+    for c, (q0, qn) in enumerate(copies):
+        shift = c * r
+        cols["op"] += [REDUCTION] * r
+        cols["seq"] += [seq] * r
+        cols["q0"] += [q0] * r
+        cols["qn"] += [qn] * r
+        cols["kv0"] += t_kv0
+        cols["kv1"] += t_kv1
+        cols["inputs"] += t_inputs if shift == 0 else [
+            tuple(x + shift if x >= base else x for x in ins) for ins in t_inputs]
+        cols["final"] += t_final
+        if level_of is not None:
+            level_of += t_level
+    return list(range(base, base + r * len(copies)))
 
 
 def static_plan(workload: Workload, num_sms: int, cost: CostModel, fanin: int = fmt.MAX_FANIN,
@@ -138,22 +155,31 @@ def static_plan(workload: Workload, num_sms: int, cost: CostModel, fanin: int = 
     kv_len = [b - a for a, b in zip(cols["kv0"], cols["kv1"])]
     fan = [len(i) for i in inputs]
     rows = np.asarray(cols["qn"]) * fmt.NUM_HEADS_Q
-    dur = durations(op, kv_len, fan, final, rows, cost)
+    dur_a = durations(op, kv_len, fan, final, rows, cost)
+    dur = dur_a.tolist()
     lag = cost.sem_latency_ns - cost.reduce_setup_ns
     end = [0.0] * len(op)
     sm_of = [0] * len(op)
     queues: list[list[int]] = [[] for _ in range(num_sms)]
     heap = [(0.0, sm) for sm in range(num_sms)]
-    # partials longest first, then reductions level by level across all sequences (a topological order)
-    order = sorted(range(num_partials), key=lambda i: -dur[i])
-    order += sorted(range(num_partials, len(op)), key=lambda i: (level[i - num_partials], i))
-    for tid in order:
-        free, sm = heapq.heappop(heap)
-        ready = max((end[i] + lag for i in inputs[tid]), default=0.0)
-        end[tid] = max(free, ready) + dur[tid]
+    # partials longest first, then reductions level by level across all sequences (a topological order);
+    # stable sorts, so ties keep task order
+    order = np.argsort(-dur_a[:num_partials], kind="stable").tolist()
+    order += (num_partials + np.argsort(np.asarray(level, dtype=np.int64), kind="stable")).tolist()
+    pop, push = heapq.heappop, heapq.heappush
+    for tid in order[:num_partials]:  # partials wait for nothing
+        free, sm = pop(heap)
+        end[tid] = free + dur[tid]
         sm_of[tid] = sm
         queues[sm].append(tid)
-        heapq.heappush(heap, (end[tid], sm))
+        push(heap, (end[tid], sm))
+    for tid in order[num_partials:]:
+        free, sm = pop(heap)
+        ready = max([end[i] for i in inputs[tid]]) + lag
+        end[tid] = (free if free > ready else ready) + dur[tid]
+        sm_of[tid] = sm
+        queues[sm].append(tid)
+        push(heap, (end[tid], sm))
 
     start, end_ns = evaluate(op, kv_len, fan, final, inputs, queues, rows, cost)
     return {**cols, "sm": sm_of, "queues": queues, "start": start, "end": end_ns, "chunk": chunk,
