@@ -151,10 +151,12 @@ def _trim(n: list[int], total: int) -> list[int]:
     return out
 
 
-def _plan(lens, tiles, num_sms: int, c: _Costs, m_fill: dict[int, int], chunk: int, k: int, copies: int) -> dict:
+def _plan(lens, tiles, num_sms: int, c: _Costs, m_fill: dict[int, int], chunk: int, k: int, copies: int,
+          tree_memo: dict | None = None) -> dict:
     """One rollout: shape, tail, fill.  ``m_fill``: filler sequence -> its number of partials; ``copies``:
-    1 (whole reductions) or s_q (one tree per query token, the trees sharing the partials).
-    Returns the plan with its makespan target ``T`` (ns)."""
+    1 (whole reductions) or s_q (one tree per query token, the trees sharing the partials).  ``tree_memo``:
+    (leaves, fan-in) -> tree, shared by one call's rollouts (trees of a size repeat across sequences and
+    shapes).  Returns the plan with its makespan target ``T`` (ns)."""
     rrows = c.rows // copies
     b = len(lens)
     fillers = [i for i, m in m_fill.items() if m >= 2]
@@ -167,7 +169,14 @@ def _plan(lens, tiles, num_sms: int, c: _Costs, m_fill: dict[int, int], chunk: i
             m = max(1, -(-int(tiles[i]) // chunk))
             base, extra = divmod(int(tiles[i]), m)
             leaves[i] = [base + (1 if j < extra else 0) for j in range(m)]
-    trees = {i: _tree(len(v), k) for i, v in leaves.items() if len(v) > 1}
+    memo = {} if tree_memo is None else tree_memo
+    trees = {}
+    for i, v in leaves.items():
+        if len(v) > 1:
+            key = (len(v), k)
+            if key not in memo:
+                memo[key] = _tree(len(v), k)
+            trees[i] = memo[key]
 
     # ---- tail: reversed list scheduling of reductions and fixed partials ------------------------------
     sm_heap = [(0.0, s) for s in range(num_sms)]
@@ -175,33 +184,39 @@ def _plan(lens, tiles, num_sms: int, c: _Costs, m_fill: dict[int, int], chunk: i
     rho = {}  # (seq, leaf) -> reversed time the filler leaf may start (its deadline)
     pend = {}  # (seq, leaf) -> readers not placed yet (a leaf waits for all of its per-token readers)
     ready = []
+    # per tree: each reduction's planned ns and its inputs split into reductions and leaves
+    red_ns, lag, a_p, tau = c.red, c.lag, c.a_p, c.tau
+    shape = {}
     for i, reds in trees.items():
+        shape[i] = [(red_ns[(len(ins), root, rrows)], [j for is_r, j in ins if is_r],
+                     [j for is_r, j in ins if not is_r]) for ins, root in reds]
         for q in range(copies):
             ready.append((0.0, i, len(reds) - 1, True, q))
     heapq.heapify(ready)
+    pop, push = heapq.heappop, heapq.heappush
     while ready:
-        r_time, i, idx, is_red, q = heapq.heappop(ready)
-        free, s = heapq.heappop(sm_heap)
-        start = max(free, r_time)
+        r_time, i, idx, is_red, q = pop(ready)
+        free, s = pop(sm_heap)
+        start = free if free > r_time else r_time
         if is_red:
-            ins, root = trees[i][idx]
-            end = start + c.red[(len(ins), root, rrows)]
+            dur, red_in, leaf_in = shape[i][idx]
+            end = start + dur
             place[("r", i, idx, q)] = (s, start, end)
-            for is_r, j in ins:
-                if is_r:
-                    heapq.heappush(ready, (end + c.lag, i, j, True, q))
-                    continue
+            dl = end + lag
+            for j in red_in:
+                push(ready, (dl, i, j, True, q))
+            for j in leaf_in:
                 key = (i, j)
                 left = pend.get(key, copies) - 1
                 pend[key] = left
-                if end + c.lag > rho.get(key, 0.0):
-                    rho[key] = end + c.lag
+                if dl > rho.get(key, 0.0):
+                    rho[key] = dl
                 if left == 0 and leaves[i][j] is not None:
-                    heapq.heappush(ready, (rho.pop(key), i, j, False, 0))
+                    push(ready, (rho.pop(key), i, j, False, 0))
         else:
-            end = start + c.a_p + leaves[i][idx] * c.tau
+            end = start + a_p + leaves[i][idx] * tau
             place[("p", i, idx)] = (s, start, end)
-        heapq.heappush(sm_heap, (end, s))
+        push(sm_heap, (end, s))
     tail = np.zeros(num_sms)
     for free, s in sm_heap:
         tail[s] = free
@@ -387,11 +402,11 @@ def makespan_schedule(workload: Workload, num_sms: int, cost: CostModel | None =
     lens = workload.lens
     tiles = -(-np.asarray(lens, dtype=np.int64) // TILE)
     # rollouts: plan every shape (closed-form T), then time the most promising ones on the timeline
-    plans = []
+    plans, trees = [], {}
     # whole or per-token reductions: the kind whose tree level ends sooner (as static chooses)
     choice = (prefer_per_token(workload, cost),) if per_token is None else (per_token,)
     for name, m_fill, chunk, k, copies in candidates(tiles, num_sms, c, s_q, choice):
-        plans.append(_plan(lens, tiles, num_sms, c, m_fill, chunk, k, copies))
+        plans.append(_plan(lens, tiles, num_sms, c, m_fill, chunk, k, copies, trees))
         plans[-1]["shape"] = name
     plans.sort(key=lambda p: p["T"])
     best = None
