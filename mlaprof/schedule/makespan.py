@@ -313,7 +313,7 @@ def _materialise(plan: dict, lens, num_sms: int, c: _Costs, s_q: int):
                                         tuple(ids), False, s, T - re_, qa, qb))
             final[red_task[-1]] = True
     queues: list[list[int]] = [[] for _ in range(num_sms)]
-    for t in sorted(range(len(op)), key=lambda t: fstart[t]):
+    for t in np.argsort(np.asarray(fstart, dtype=float), kind="stable").tolist():  # stable: ties keep task order
         queues[sm_of[t]].append(t)
     return op, seq_of, kv0, kv1, inputs, final, sm_of, queues, q0, qn
 
