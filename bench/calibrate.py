@@ -112,9 +112,7 @@ def markdown(res: dict) -> str:
                      f"{r['error_pct']:+.1f}% | {r['simulated_default_us']:.1f} | {r['error_default_pct']:+.1f}% |")
     lines += ["", "What the model leaves out (where the misses come from): contention in the memory system, which "
               "makes a partial's store take up to ~2x its mean and merges up to ~2x when many SMs store or merge "
-              "at once (b64-rand256to1024-q4 makespan: stores 5.0 us mean, merges 13-23 us); the tile rate's "
-              "dependence on the workload (1.75 us per tile on b132, 2.2 on seed-representative, one fitted "
-              "rate for all); the SMs' spread, which the simulator gives a fixed per-SM pattern while on the "
+              "at once; the tile rate's dependence on the workload (one fitted rate for all); the SMs' spread, which the simulator gives a fixed per-SM pattern while on the "
               "GPU the slow SMs change from run to run.",
               "", "Fitted constants (ns; per-byte and per-FLOP slopes in ns per unit):", "",
               "| constant | value |", "| --- | --- |"]
