@@ -133,6 +133,24 @@ def test_timeline_rounds_report_deadlock():
     assert len(msgs) == 1 and "2 SMs stuck" in msgs.pop()
 
 
+@pytest.mark.parametrize("cid,w,sms,sched,cost", [c for c in cases() if c[3] == "makespan"],
+                         ids=[c[0] for c in cases() if c[3] == "makespan"])
+def test_work_bound_never_exceeds_planned_T(cid, w, sms, sched, cost):
+    """The makespan scheduler skips shapes by a closed-form bound; it must be a true lower bound on every
+    shape's planned T, or a skipped shape could have been timed."""
+    from mlaprof.schedule import makespan as M
+
+    model = _cost(cost)
+    c = M._Costs(model, w.s_q * fmt.NUM_HEADS_Q)
+    tiles = -(-np.asarray(w.lens, dtype=np.int64) // fmt.KV_TILE_TOKENS)
+    memo: dict = {}
+    for per_token in (False, True):
+        for name, m_fill, chunk, k, copies in M.candidates(tiles, sms, c, w.s_q, (per_token,)):
+            bound = M._work_bound(tiles, sms, c, m_fill, chunk, k, copies, memo)
+            plan = M._plan(w.lens, tiles, sms, c, m_fill, chunk, k, copies, memo)
+            assert bound <= plan["T"] * (1 + 1e-9), name
+
+
 if __name__ == "__main__":
     if sys.argv[1:] != ["--regen"]:
         sys.exit("usage: python -m tests.test_schedule_speed_equivalence --regen  (rewrites the golden file)")
