@@ -297,21 +297,29 @@ def _materialise(plan: dict, lens, num_sms: int, c: _Costs, s_q: int):
             leaf_task.append(add(PARTIAL, i, a, bnd, (), False, s, start))
         if pos * TILE < length:  # cannot happen: fill sizes add up; a loud failure beats a silent gap
             raise ScheduleError(f"internal: sequence {i} planned {pos} of {-(-length // TILE)} tiles")
+        # the tree's reductions resolved once (inputs of no tiles dropped, merges of one input passed up), then
+        # appended per query token with the reductions' ids shifted: ref >= 0 a leaf task, ~r the r-th merge
+        ref: list = []
+        merges = []  # (tree index, input refs, kv0, kv1)
+        for ins, root in plan["trees"][i]:
+            refs = [ref[j] if is_r else (leaf_task[j] if leaf_task[j] >= 0 else None) for is_r, j in ins]
+            refs = [r for r in refs if r is not None]
+            if len(refs) <= 1:
+                ref.append(refs[0] if refs else None)
+                continue
+            lo = min(kv0[r] if r >= 0 else merges[~r][2] for r in refs)
+            hi = max(kv1[r] if r >= 0 else merges[~r][3] for r in refs)
+            merges.append((len(ref), refs, lo, hi))
+            ref.append(~(len(merges) - 1))
+        place = plan["place"]
         for q in range(copies):
-            red_task = []
-            for idx, (ins, root) in enumerate(plan["trees"][i]):
-                ids = [red_task[j] if is_r else leaf_task[j] for is_r, j in ins]
-                ids = [t for t in ids if t >= 0]
-                if len(ids) == 0:
-                    red_task.append(-1)
-                elif len(ids) == 1:  # a merge of one input is a copy: pass the input up instead
-                    red_task.append(ids[0])
-                else:
-                    s, rs, re_ = plan["place"][("r", i, idx, q)]
-                    qa, qb = (q, 1) if copies > 1 else (0, s_q)
-                    red_task.append(add(REDUCTION, i, min(kv0[t] for t in ids), max(kv1[t] for t in ids),
-                                        tuple(ids), False, s, T - re_, qa, qb))
-            final[red_task[-1]] = True
+            base = len(op)
+            qa, qb = (q, 1) if copies > 1 else (0, s_q)
+            for idx, refs, lo, hi in merges:
+                s, rs, re_ = place[("r", i, idx, q)]
+                add(REDUCTION, i, lo, hi, tuple(r if r >= 0 else base + ~r for r in refs), False, s, T - re_, qa, qb)
+            root = ref[-1]
+            final[-1 if root is None else (root if root >= 0 else base + ~root)] = True
     queues: list[list[int]] = [[] for _ in range(num_sms)]
     for t in np.argsort(np.asarray(fstart, dtype=float), kind="stable").tolist():  # stable: ties keep task order
         queues[sm_of[t]].append(t)
