@@ -38,7 +38,7 @@ void launch(const at::Tensor& instructions, const at::Tensor& q, const at::Tenso
   TORCH_CHECK(out.size(0) == b && out.size(1) == q.size(1) && out.size(2) == fmt::NUM_HEADS_Q &&
                   out.size(3) == fmt::HEAD_DIM_V, "out must be [b, s_q, 16, 512]");
   check(out_lse, "out_lse", at::kFloat, 3);
-  check(scratch_o, "scratch_o", at::kFloat, 3);
+  check(scratch_o, "scratch_o", at::kHalf, 3);
   TORCH_CHECK(scratch_o.size(1) == fmt::MAX_ROWS && scratch_o.size(2) == fmt::HEAD_DIM_V, "scratch_o: [slots, 64, 512]");
   check(scratch_lse, "scratch_lse", at::kFloat, 2);
   check(sems, "sems", at::kInt, 1);
@@ -64,7 +64,7 @@ void launch(const at::Tensor& instructions, const at::Tensor& q, const at::Tenso
   g.s_q = static_cast<int>(q.size(1));
   g.out = reinterpret_cast<mlaprof::bf16*>(out.data_ptr());
   g.out_lse = out_lse.data_ptr<float>();
-  g.scratch_o = scratch_o.data_ptr<float>();
+  g.scratch_o = reinterpret_cast<__half*>(scratch_o.data_ptr());
   g.scratch_lse = scratch_lse.data_ptr<float>();
   g.num_slots = static_cast<int>(scratch_o.size(0));
   g.sems = sems.data_ptr<int>();

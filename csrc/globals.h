@@ -2,6 +2,7 @@
 #pragma once
 #include <cuda.h>
 #include <cuda_bf16.h>
+#include <cuda_fp16.h>
 
 namespace mlaprof {
 
@@ -26,7 +27,7 @@ struct Globals {
   int s_q;
   bf16* out;                // [b, s_q, h_q, dv]
   float* out_lse;           // [b, s_q, h_q]
-  float* scratch_o;         // [num_slots, MAX_ROWS, dv]
+  __half* scratch_o;        // [num_slots, MAX_ROWS, dv] fp16: 10-bit mantissa; |O| <= max |V| keeps it in range
   float* scratch_lse;       // [num_slots, MAX_ROWS]
   int num_slots;
   int* sems;                // [num_sems]

@@ -112,7 +112,9 @@ class Megakernel:
         self.instructions = torch.as_tensor(self.instructions, dtype=torch.int32).to(dev).contiguous()
         self.out = torch.empty(b, s_q, h, fmt.HEAD_DIM_V, dtype=torch.bfloat16, device=dev)
         self.out_lse = torch.empty(b, s_q, h, dtype=torch.float32, device=dev)
-        self.scratch_o = torch.empty(max(self.num_slots, 1), fmt.MAX_ROWS, fmt.HEAD_DIM_V, dtype=torch.float32, device=dev)
+        # partial outputs in fp16: half the bytes of fp32 on the reduction tree's path, 10-bit mantissa (O is a convex
+        # combination of V rows, so its range is V's); LSE stays fp32
+        self.scratch_o = torch.empty(max(self.num_slots, 1), fmt.MAX_ROWS, fmt.HEAD_DIM_V, dtype=torch.float16, device=dev)
         self.scratch_lse = torch.empty(max(self.num_slots, 1), fmt.MAX_ROWS, dtype=torch.float32, device=dev)
         self.sems = torch.zeros(max(self.num_sems, 1), dtype=torch.int32, device=dev)
         self.status = torch.zeros(8, dtype=torch.int32, device=dev)

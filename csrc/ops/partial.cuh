@@ -3,7 +3,7 @@
 // through the block table) as 128-byte-swizzled boxes. Consumers: two warpgroups; each computes the full
 // 64x32 score tile S = Q K^T with wgmma (redundantly: cheaper than exchanging P), runs the online softmax in
 // registers, and accumulates its half of O (256 of the 512 V columns) with P taken from registers. Then the
-// output (final bf16 + LSE) or an fp32 partial + LSE into a scratch slot, and the release of its semaphore.
+// output (final bf16 + LSE) or an fp16 partial + fp32 LSE into a scratch slot, and the release of its semaphore.
 #pragma once
 #include "../context.cuh"
 
@@ -255,10 +255,10 @@ struct PartialOp {
         for (int n = 0; n < kONTiles; ++n)
           *reinterpret_cast<uint32_t*>(dst + n * 8) = ptx::pack_bf16(o[n * 4 + half * 2] * inv, o[n * 4 + half * 2 + 1] * inv);
       } else {
-        float* dst = g.scratch_o + in.slot_row(in.out_slot, r) * fmt::HEAD_DIM_V + col0;
+        __half* dst = g.scratch_o + in.slot_row(in.out_slot, r) * fmt::HEAD_DIM_V + col0;
 #pragma unroll
         for (int n = 0; n < kONTiles; ++n)
-          __stcg(reinterpret_cast<float2*>(dst + n * 8), make_float2(o[n * 4 + half * 2] * inv, o[n * 4 + half * 2 + 1] * inv));
+          __stcg(reinterpret_cast<__half2*>(dst + n * 8), __floats2half2_rn(o[n * 4 + half * 2] * inv, o[n * 4 + half * 2 + 1] * inv));
       }
     }
     c.consumer_sync();  // every thread's stores precede the leader's gpu-scope release (cf. grid sync)
