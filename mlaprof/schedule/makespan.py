@@ -159,6 +159,7 @@ def _plan(lens, tiles, num_sms: int, c: _Costs, m_fill: dict[int, int], chunk: i
     shapes).  Returns the plan with its makespan target ``T`` (ns)."""
     rrows = c.rows // copies
     b = len(lens)
+    tiles_l = tiles.tolist()  # Python ints: per-element numpy scalars cost more than the loops' arithmetic
     fillers = [i for i, m in m_fill.items() if m >= 2]
     fill_set = set(fillers)
     leaves = {}  # seq -> list of tile counts (None: filler, sized later)
@@ -166,8 +167,8 @@ def _plan(lens, tiles, num_sms: int, c: _Costs, m_fill: dict[int, int], chunk: i
         if i in fill_set and m_fill[i] >= 2:
             leaves[i] = [None] * m_fill[i]
         else:
-            m = max(1, -(-int(tiles[i]) // chunk))
-            base, extra = divmod(int(tiles[i]), m)
+            m = max(1, -(-tiles_l[i] // chunk))
+            base, extra = divmod(tiles_l[i], m)
             leaves[i] = [base + (1 if j < extra else 0) for j in range(m)]
     memo = {} if tree_memo is None else tree_memo
     trees = {}
@@ -188,8 +189,11 @@ def _plan(lens, tiles, num_sms: int, c: _Costs, m_fill: dict[int, int], chunk: i
     red_ns, lag, a_p, tau = c.red, c.lag, c.a_p, c.tau
     shape = {}
     for i, reds in trees.items():
-        shape[i] = [(red_ns[(len(ins), root, rrows)], [j for is_r, j in ins if is_r],
-                     [j for is_r, j in ins if not is_r]) for ins, root in reds]
+        key = ("shape", len(leaves[i]), k, rrows)
+        if key not in memo:
+            memo[key] = [(red_ns[(len(ins), root, rrows)], [j for is_r, j in ins if is_r],
+                          [j for is_r, j in ins if not is_r]) for ins, root in reds]
+        shape[i] = memo[key]
         for q in range(copies):
             ready.append((0.0, i, len(reds) - 1, True, q))
     heapq.heapify(ready)
@@ -246,9 +250,9 @@ def _plan(lens, tiles, num_sms: int, c: _Costs, m_fill: dict[int, int], chunk: i
     # ---- whole sequences, longest first, into the most time left before T (LPT) ------------------------
     heap = [(float(used[s]), s) for s in range(num_sms)]
     heapq.heapify(heap)
-    for i in sorted((i for i in range(b) if len(leaves[i]) == 1), key=lambda i: -tiles[i]):
+    for i in sorted((i for i in range(b) if len(leaves[i]) == 1), key=lambda i: -tiles_l[i]):
         top, s = heapq.heappop(heap)
-        end = top + c.a_f + tiles[i] * c.tau
+        end = top + c.a_f + tiles_l[i] * c.tau
         place[("w", i, 0)] = (s, top, end)  # reversed: it runs before everything already on this SM
         heapq.heappush(heap, (end, s))
         T = max(T, end)
