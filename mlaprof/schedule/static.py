@@ -139,13 +139,16 @@ def static_plan(workload: Workload, num_sms: int, cost: CostModel, fanin: int = 
     leaves: dict[int, list[int]] = {}
     for seq, length in enumerate(workload.lens):
         ranges = split_even(length, -(-length // chunk)) if length > chunk else [(0, length)]
-        ids = []
-        for a, b in ranges:
-            ids.append(len(cols["op"]))
-            for k, v in (("op", PARTIAL), ("seq", seq), ("q0", 0), ("qn", s_q), ("kv0", a), ("kv1", b),
-                         ("inputs", ()), ("final", len(ranges) == 1)):
-                cols[k].append(v)
-        leaves[seq] = ids
+        first, m = len(cols["op"]), len(ranges)
+        cols["op"] += [PARTIAL] * m
+        cols["seq"] += [seq] * m
+        cols["q0"] += [0] * m
+        cols["qn"] += [s_q] * m
+        cols["kv0"] += [a for a, _ in ranges]
+        cols["kv1"] += [b for _, b in ranges]
+        cols["inputs"] += [()] * m
+        cols["final"] += [m == 1] * m
+        leaves[seq] = list(range(first, first + m))
     num_partials = len(cols["op"])
     level: list[int] = []
     for seq, ids in leaves.items():
