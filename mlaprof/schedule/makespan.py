@@ -23,7 +23,8 @@ Rollouts: a few shapes are planned (``candidates``: every long sequence fills a 
 bisection on T, the others whole; the longest fills what equal chunks of the rest (half or a whole SM's
 share) leave; no filler, short equal chunks), the most promising by closed-form T are timed on the
 task-level timeline (``plan.evaluate``, which tracks the simulator), and so is the static schedule; the
-fastest wins, so it never loses to static.  Queue order is planned start order: every wait points at work
+fastest wins, so it never loses to static.  Shapes are planned in order of a closed-form bound on T
+(``_work_bound``) and those that cannot reach the timed set are not planned at all.  Queue order is planned start order: every wait points at work
 planned to end earlier, so the per-SM orders cannot deadlock.
 """
 
