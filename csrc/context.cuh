@@ -26,7 +26,6 @@ constexpr int kVChunks = fmt::HEAD_DIM_V / kChunkCols;    // V is the first 8 ch
 constexpr int kQRows = 64;                                // wgmma M: query rows are padded up to 64
 constexpr int kQChunkBytes = kQRows * kChunkCols * 2;     // 8 KB
 constexpr int kKVChunkBytes = kTile * kChunkCols * 2;     // 8 KB
-constexpr int kRowBytes = fmt::HEAD_DIM_QK * 2;           // 1152 B: one token's latent KV (or one query row)
 constexpr int kConsumerBarrier = 1;                       // named barrier id for the consumer warps
 constexpr int kWarpgroupBarrier0 = 2;                     // + consumer warpgroup index: one warpgroup's barrier
 constexpr float kLog2e = 1.4426950408889634f;
@@ -42,7 +41,6 @@ struct alignas(1024) Smem {
   unsigned long long wait_ts[fmt::MAX_FANIN][2];  // producer's semaphore wait per reduction input: start, end
   uint64_t full[kStages], empty[kStages], q_full, q_empty;
   int abort;                                   // consumers gave up: the producer stops too
-  int flag;                                    // consumer leader -> consumer warps broadcast
 };
 
 constexpr int kSmemBytes = sizeof(Smem) + 1024;  // + slack to align the dynamic base to 1 KB (swizzle atoms)
@@ -97,13 +95,6 @@ struct Ctx {
     last_load_end = seen;
   }
 
-  __device__ bool consumer_barrier_and(bool ok) {  // leader's verdict reaches every consumer thread
-    if (leader) s.flag = ok;
-    ptx::named_barrier(kConsumerBarrier, kConsumerThreads);
-    bool r = s.flag != 0;
-    ptx::named_barrier(kConsumerBarrier, kConsumerThreads);
-    return r;
-  }
   __device__ void consumer_sync() { ptx::named_barrier(kConsumerBarrier, kConsumerThreads); }
 
   // Every pipeline wait gives up when the other role aborted, and after WAIT_TIMEOUT_NS on its own, so that

@@ -7,7 +7,6 @@
 
 namespace mlaprof::wg {
 
-constexpr int kSwizzleBytes = 128;            // one swizzled row: 64 bf16
 constexpr int kSwizzleAtomBytes = 8 * 128;    // the swizzle pattern repeats every 8 rows
 
 // 2-D TMA load of one box (col, row are element / row coordinates) into shared memory.
@@ -34,17 +33,6 @@ __device__ __forceinline__ void wait() {
 }
 // Keeps the compiler from moving reads of an accumulator above the wait that completes it.
 __device__ __forceinline__ void fence_operand(float& r) { asm volatile("" : "+f"(r)::"memory"); }
-
-// D[64x32] (+)= A[64x16] * B[16x32]; A and B K-major in shared memory.
-__device__ __forceinline__ void mma_64x32(float (&d)[16], uint64_t a, uint64_t b, bool accumulate) {
-  asm volatile(
-      "{\n .reg .pred p;\n setp.ne.b32 p, %18, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16 "
-      "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15}, %16, %17, p, 1, 1, 0, 0;\n}\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]),
-        "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
-      : "l"(a), "l"(b), "r"(static_cast<int>(accumulate)));
-}
 
 // D[64x64] (+)= A[64x16] * B[16x64]; A and B K-major in shared memory.
 __device__ __forceinline__ void mma_64x64(float (&d)[32], uint64_t a, uint64_t b, bool accumulate) {

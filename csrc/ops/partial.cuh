@@ -18,8 +18,6 @@ struct PartialOp {
   static constexpr int kSNTiles = kTile / 8;                           // n8 tiles of the score tile
   static constexpr int kSRegs = kSNTiles * 4;                          // score accumulators per thread
   static constexpr int kPVSteps = kTile / 16;                          // k16 steps of P V
-  static constexpr int kSChains = 1;  // independent score accumulators; 2 measured slower (register spills)
-  static_assert(kKSteps % kSChains == 0, "k16 steps must split evenly over the score chains");
 
   __device__ static bool operands_ok(const Globals& g, const Instr& in) {
     if (!in.common_ok(g) || in.num_inputs != 0) return false;
@@ -102,37 +100,24 @@ struct PartialOp {
       }
       const int tok0 = (t0 + t) * kTile;
 
-      // ---- S = Q K^T (64 x kTile), both operands K-major in swizzled shared memory. The k16 steps alternate
-      // between kSChains independent accumulators so consecutive wgmma do not wait on each other.
-      float sc[kSRegs], sc_chain[kSChains > 1 ? kSChains - 1 : 1][kSRegs];
+      // ---- S = Q K^T (64 x kTile), both operands K-major in swizzled shared memory: one chain of 36 k16
+      // steps (two independent chains spilled registers and measured slower, bench/NOTES.md v5).
       // Descriptors advance by adding (byte offset >> 4) to the start-address field. The bases are made opaque
       // each tile so the compiler cannot hoist 72 loop-invariant 64-bit descriptors into registers.
+      float sc[kSRegs];
       uint64_t qd = wg::desc_sw128(&s.q[0][0][0], 16, wg::kSwizzleAtomBytes);
       uint64_t kd = wg::desc_sw128(&s.kv[stage][0][0][0], 16, wg::kSwizzleAtomBytes);
       asm volatile("" : "+l"(qd), "+l"(kd));
       wg::fence();
 #pragma unroll
-      for (int ks0 = 0; ks0 < kKSteps; ks0 += kSChains) {
-#pragma unroll
-        for (int j = 0; j < kSChains; ++j) {
-          const int ks = ks0 + j;
-          const int chunk = ks / kStepsPerChunk, off = (ks % kStepsPerChunk) * 32;
-          const uint64_t a = qd + ((chunk * kQChunkBytes + off) >> 4);
-          const uint64_t b = kd + ((chunk * kKVChunkBytes + off) >> 4);
-          wg::mma_64x64(j == 0 ? sc : sc_chain[j - 1], a, b, ks0 > 0);
-        }
+      for (int ks = 0; ks < kKSteps; ++ks) {
+        const int chunk = ks / kStepsPerChunk, off = (ks % kStepsPerChunk) * 32;
+        wg::mma_64x64(sc, qd + ((chunk * kQChunkBytes + off) >> 4), kd + ((chunk * kKVChunkBytes + off) >> 4), ks > 0);
       }
       wg::commit();
       wg::wait<0>();
 #pragma unroll
-      for (int i = 0; i < kSRegs; ++i) {
-        wg::fence_operand(sc[i]);
-#pragma unroll
-        for (int j = 0; j < kSChains - 1; ++j) {
-          wg::fence_operand(sc_chain[j][i]);
-          sc[i] += sc_chain[j][i];
-        }
-      }
+      for (int i = 0; i < kSRegs; ++i) wg::fence_operand(sc[i]);
       if (t == tiles - 1 && wt == 0) ptx::mbar_arrive(&s.q_empty);  // Q no longer read: the next Q may land
 
       // ---- online softmax in registers: sc[n*4 + {0,1}] is row r0, cols n*8 + 2*quad + {0,1}; {2,3} row r1
