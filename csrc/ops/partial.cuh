@@ -1,7 +1,7 @@
 // `partial`: attention of q_count query tokens x 16 heads over the KV range [kv_start, kv_end) of one
-// sequence. Producer: TMA-loads Q (64 rows, padded) and 32-token KV tiles (aligned blocks of a page, found
+// sequence. Producer: TMA-loads Q (64 rows, padded) and KV tiles of kTile tokens (aligned blocks of a page, found
 // through the block table) as 128-byte-swizzled boxes. Consumers: two warpgroups; each computes the full
-// 64x32 score tile S = Q K^T with wgmma (redundantly: cheaper than exchanging P), runs the online softmax in
+// 64 x kTile score tile S = Q K^T with wgmma (redundantly: cheaper than exchanging P), runs the online softmax in
 // registers, and accumulates its half of O (256 of the 512 V columns) with P taken from registers. Then the
 // output (final bf16 + LSE) or an fp16 partial + fp32 LSE into a scratch slot, and the release of its semaphore.
 #pragma once
@@ -24,7 +24,7 @@ struct PartialOp {
     const int len = __ldg(g.seqlens + in.seq);
     return in.kv_start >= 0 && in.kv_start < in.kv_end && in.kv_end <= len;
   }
-  // Tiles are the aligned 32-token blocks that overlap the range: always inside one page.
+  // Tiles are the aligned kTile-token blocks that overlap the range: always inside one page.
   __device__ static int first_tile(const Instr& in) { return in.kv_start / kTile; }
   __device__ static int num_tiles(const Instr& in) { return (in.kv_end + kTile - 1) / kTile - first_tile(in); }
 
