@@ -20,9 +20,8 @@ def main() -> int:
     from mlaprof.bench import _median_graph_us
     from mlaprof.kernel import Megakernel
     from mlaprof.reference import mla_decode_reference, relative_error
+    from mlaprof.schedule import make_schedule
     from mlaprof.schedule.encode import encode
-    from mlaprof.schedule.makespan import makespan_schedule
-    from mlaprof.schedule.static import static_schedule
     from mlaprof.timing import decode_events
     from mlaprof.workloads import NAMED, build_tensors
 
@@ -31,13 +30,12 @@ def main() -> int:
     ap.add_argument("--workload", action="append")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
-    make = {"static": static_schedule, "makespan": makespan_schedule}[args.scheduler]
     sms = torch.cuda.get_device_properties(0).multi_processor_count
     rows = []
     for name in args.workload or list(NAMED):
         w = NAMED[name]
         t = build_tensors(w, "cuda", seed=0, shuffle_pages=True)
-        enc = encode(make(w, sms))
+        enc = encode(make_schedule(w, sms, args.scheduler))
         ins = torch.from_numpy(np.ascontiguousarray(enc.instructions))
         ref, _ = mla_decode_reference(t)
         rec = {"workload": name, "scheduler": args.scheduler, "floor_us": round(w.hbm_floor_us(), 1)}

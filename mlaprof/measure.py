@@ -15,7 +15,7 @@ import numpy as np
 from mlaprof import __version__
 from mlaprof import format as fmt
 from mlaprof.timing import decode_events, overflow_count
-from mlaprof.trace.io import Trace
+from mlaprof.trace.io import Trace, dictionary_codes
 from mlaprof.trace.schema import KIND_NAMES, ROLE_NAMES, TraceMeta
 from mlaprof.workloads import Workload
 
@@ -70,12 +70,8 @@ def fidelity(table, kernel_time_us: float) -> dict:
     sm = table.column("sm").to_numpy()
     start = table.column("start_ns").to_numpy()
     end = table.column("end_ns").to_numpy()
-    kind = table.column("kind")
-    role = table.column("role")
-    kind_codes = np.asarray([KIND_NAMES.index(k) for k in kind.chunk(0).dictionary.to_pylist()])[
-        kind.chunk(0).indices.to_numpy()] if table.num_rows else np.zeros(0, int)
-    role_codes = np.asarray([ROLE_NAMES.index(r) for r in role.chunk(0).dictionary.to_pylist()])[
-        role.chunk(0).indices.to_numpy()] if table.num_rows else np.zeros(0, int)
+    kind_codes = dictionary_codes(table.column("kind"), KIND_NAMES)
+    role_codes = dictionary_codes(table.column("role"), ROLE_NAMES)
     is_instr = kind_codes == fmt.Kind.INSTRUCTION
     group = (sm.astype(np.int64) * 8 + role_codes) * 2 + is_instr
     order = np.lexsort((start, group))

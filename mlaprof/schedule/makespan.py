@@ -39,7 +39,7 @@ import numpy as np
 from mlaprof import format as fmt
 from mlaprof.costmodel import CostModel, resolve
 from mlaprof.schedule.plan import ScheduleError, build_tasks, evaluate
-from mlaprof.schedule.static import best_static_plan, group_sizes, prefer_per_token
+from mlaprof.schedule.static import best_static_plan, group_sizes, merge_levels, prefer_per_token
 from mlaprof.schedule.tasks import Schedule
 from mlaprof.workloads import Workload
 
@@ -90,18 +90,12 @@ def _tree(m: int, k: int) -> list[tuple[list[tuple[bool, int]], bool]]:
         frontier += [(False, i) for i in range(bottom, m)]
     else:
         frontier = [(False, i) for i in range(m)]
-    while len(frontier) > 1:
-        sizes = group_sizes(len(frontier), k)
-        nxt, pos = [], 0
-        for size in sizes:
-            group = frontier[pos : pos + size]
-            pos += size
-            if size == 1:
-                nxt.append(group[0])
-            else:
-                reds.append((group, len(sizes) == 1))
-                nxt.append((True, len(reds) - 1))
-        frontier = nxt
+
+    def merge(group: list[tuple[bool, int]], root: bool, _level: int) -> tuple[bool, int]:
+        reds.append((group, root))
+        return (True, len(reds) - 1)
+
+    merge_levels(frontier, k, merge)
     return reds
 
 

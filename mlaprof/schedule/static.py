@@ -70,6 +70,22 @@ def prefer_per_token(workload: Workload, cost: CostModel, fanin: int = fmt.MAX_F
     return bool(cost.reduction_ns(fanin, fmt.NUM_HEADS_Q, False) < cost.reduction_ns(fanin, rows, False))
 
 
+def merge_levels(frontier: list, fanin: int, merge) -> None:
+    """Reduce ``frontier`` to one node, level by level: each level groups consecutive nodes (``group_sizes``);
+    a group of one passes up as it is, a larger group becomes ``merge(group, is_root, level)``, which returns
+    the node that stands for it on the next level."""
+    level = 0
+    while len(frontier) > 1:
+        sizes = group_sizes(len(frontier), fanin)
+        nxt, pos = [], 0
+        for size in sizes:
+            group = frontier[pos : pos + size]
+            pos += size
+            nxt.append(group[0] if size == 1 else merge(group, len(sizes) == 1, level))
+        frontier = nxt
+        level += 1
+
+
 def best_static_plan(workload: Workload, num_sms: int, cost: CostModel, fanin: int = fmt.MAX_FANIN,
                      per_token: bool | None = None) -> dict:
     if per_token is None:
@@ -88,24 +104,16 @@ def add_tree(cols: dict, seq: int, leaves: list[int], fanin: int, s_q: int, per_
     base = len(cols["op"])
     kv0, kv1 = cols["kv0"], cols["kv1"]
     t_inputs, t_kv0, t_kv1, t_final, t_level = [], [], [], [], []
-    frontier, level = list(leaves), 0
-    while len(frontier) > 1:
-        sizes = group_sizes(len(frontier), fanin)
-        nxt, pos = [], 0
-        for size in sizes:
-            group = frontier[pos : pos + size]
-            pos += size
-            if size == 1:
-                nxt.append(group[0])
-                continue
-            nxt.append(base + len(t_inputs))
-            t_inputs.append(tuple(group))
-            t_kv0.append(kv0[group[0]] if group[0] < base else t_kv0[group[0] - base])
-            t_kv1.append(kv1[group[-1]] if group[-1] < base else t_kv1[group[-1] - base])
-            t_final.append(len(sizes) == 1)
-            t_level.append(level)
-        frontier = nxt
-        level += 1
+
+    def merge(group: list[int], root: bool, level: int) -> int:
+        t_inputs.append(tuple(group))
+        t_kv0.append(kv0[group[0]] if group[0] < base else t_kv0[group[0] - base])
+        t_kv1.append(kv1[group[-1]] if group[-1] < base else t_kv1[group[-1] - base])
+        t_final.append(root)
+        t_level.append(level)
+        return base + len(t_inputs) - 1
+
+    merge_levels(list(leaves), fanin, merge)
     r = len(t_inputs)
     copies = [(q, 1) for q in range(s_q)] if per_token else [(0, s_q)]
     for c, (q0, qn) in enumerate(copies):

@@ -38,16 +38,20 @@ class Trace:
 
     def codes(self, name: str, names: list[str]) -> np.ndarray:
         """A dictionary column as int codes into ``names`` (e.g. schema.KIND_NAMES): fast for filtering."""
-        c = self.table.column(name)
-        c = c.combine_chunks() if c.num_chunks != 1 else c.chunk(0)
-        lut = np.array([names.index(s) if s in names else -1 for s in c.dictionary.to_pylist()], dtype=np.int16)
-        return lut[c.indices.to_numpy(zero_copy_only=False)] if len(lut) else np.zeros(len(c), np.int16)
+        return dictionary_codes(self.table.column(name), names)
 
     @property
     def makespan_ns(self) -> int:
         if self.table.num_rows == 0:
             return 0
         return int(self.col("end_ns").max() - min(0, int(self.col("start_ns").min())))
+
+
+def dictionary_codes(column: pa.ChunkedArray, names: list[str]) -> np.ndarray:
+    """A dictionary-encoded column as int codes into ``names`` (-1 for a value not in ``names``)."""
+    c = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    lut = np.array([names.index(s) if s in names else -1 for s in c.dictionary.to_pylist()], dtype=np.int16)
+    return lut[c.indices.to_numpy(zero_copy_only=False)] if len(lut) else np.zeros(len(c), np.int16)
 
 
 def build_table(columns: dict[str, np.ndarray | list]) -> pa.Table:
