@@ -1,6 +1,6 @@
 // `reduction`: merge up to MAX_FANIN partial results (fp16 O + fp32 LSE in scratch slots, written by other
 // SMs) into the final bf16 output + LSE, or into a scratch slot one tree level up. The producer waits on each
-// input's semaphore, then bulk-copies the inputs 16 rows at a time, up to kInputsPerStage inputs per stage of
+// input's semaphore (one lane per input, in parallel), then bulk-copies the inputs 16 rows at a time, up to kInputsPerStage inputs per stage of
 // the ring the partials use; the consumers merge with an online log-sum-exp. So several inputs are in flight
 // at once instead of each thread waiting on its own L2 loads.
 #pragma once
@@ -40,18 +40,20 @@ struct ReductionOp {
       for (int i0 = 0; i0 < k; i0 += kInputsPerStage) {
         const int n = min(kInputsPerStage, k - i0);
         if (ch == 0) {  // first use of these inputs: their producers must have released them
+          // One lane per input waits, all at once: serial waits cost a round trip to L2 each even when
+          // the inputs are long done. The lane that acquired an input is the one that copies it.
           bool ok = true;
-          if (c.lane == 0) {
-            for (int i = i0; i < i0 + n && ok; ++i) {
-              const int sem = __ldg(in.words + fmt::W_INPUT_SEMS + i);
-              const unsigned long long t0 = ptx::globaltimer();
-              ok = semaphore_wait(g.sems + sem, g.status, instr, sem);
-              s.wait_ts[i][0] = t0;
-              s.wait_ts[i][1] = ptx::globaltimer();
-            }
+          if (c.lane < n) {
+            const int i = i0 + c.lane;
+            const int sem = __ldg(in.words + fmt::W_INPUT_SEMS + i);
+            const unsigned long long t0 = ptx::globaltimer();
+            ok = semaphore_wait(g.sems + sem, g.status, instr, sem);
+            s.wait_ts[i][0] = t0;
+            s.wait_ts[i][1] = ptx::globaltimer();
             asm volatile("fence.proxy.async.global;" ::: "memory");  // the copy engine reads what was released
           }
-          ok = __shfl_sync(0xffffffff, ok, 0);
+          __syncwarp();  // wait_ts writes of every lane precede lane 0's stage arrival below
+          ok = __all_sync(0xffffffff, ok);
           if (!ok) {
             s.abort = 1;
             return false;
