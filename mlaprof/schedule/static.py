@@ -93,105 +93,126 @@ def best_static_plan(workload: Workload, num_sms: int, cost: CostModel, fanin: i
     return static_plan(workload, num_sms, cost, fanin, per_token)
 
 
-def add_tree(cols: dict, seq: int, leaves: list[int], fanin: int, s_q: int, per_token: bool,
-             level_of: list[int] | None = None) -> list[int]:
-    """Reductions over ``leaves`` (task ids of one sequence's partials, covering all s_q tokens): one balanced
-    k-ary tree, or (``per_token``) s_q trees of one query token each sharing the leaves.  Appends to the
-    column lists in ``cols`` and returns the new ids.  ``level_of`` receives each reduction's tree level.
-
-    The tree is grouped once; a per-token copy is the first tree with its reduction ids shifted (leaf ids
-    kept), appended token after token."""
-    base = len(cols["op"])
-    kv0, kv1 = cols["kv0"], cols["kv1"]
-    t_inputs, t_kv0, t_kv1, t_final, t_level = [], [], [], [], []
+def tree_template(m: int, fanin: int) -> list[tuple[tuple[int, ...], int, int, bool, int]]:
+    """The balanced k-ary tree over m leaves (``merge_levels``), in local ids (leaves 0..m-1, the r-th merge
+    m + r): per merge (inputs, first leaf, last leaf, is_root, level).  One per leaf count and call: many
+    sequences share a count, and a copy is an offset away."""
+    out: list = []
+    lo_hi: dict[int, tuple[int, int]] = {j: (j, j) for j in range(m)}
 
     def merge(group: list[int], root: bool, level: int) -> int:
-        t_inputs.append(tuple(group))
-        t_kv0.append(kv0[group[0]] if group[0] < base else t_kv0[group[0] - base])
-        t_kv1.append(kv1[group[-1]] if group[-1] < base else t_kv1[group[-1] - base])
-        t_final.append(root)
-        t_level.append(level)
-        return base + len(t_inputs) - 1
+        rid = m + len(out)
+        lo_hi[rid] = (lo_hi[group[0]][0], lo_hi[group[-1]][1])
+        out.append((tuple(group), lo_hi[rid][0], lo_hi[rid][1], root, level))
+        return rid
 
-    merge_levels(list(leaves), fanin, merge)
-    r = len(t_inputs)
-    copies = [(q, 1) for q in range(s_q)] if per_token else [(0, s_q)]
-    for c, (q0, qn) in enumerate(copies):
-        shift = c * r
-        cols["op"] += [REDUCTION] * r
-        cols["seq"] += [seq] * r
-        cols["q0"] += [q0] * r
-        cols["qn"] += [qn] * r
-        cols["kv0"] += t_kv0
-        cols["kv1"] += t_kv1
-        cols["inputs"] += t_inputs if shift == 0 else [
-            tuple(x + shift if x >= base else x for x in ins) for ins in t_inputs]
-        cols["final"] += t_final
-        if level_of is not None:
-            level_of += t_level
-    return list(range(base, base + r * len(copies)))
+    merge_levels(list(range(m)), fanin, merge)
+    return out
+
+
+def split_all(lens: np.ndarray, chunk: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``split_even`` for every sequence at once: (seq, kv0, kv1) per chunk in sequence order, and each
+    sequence's chunk count (a sequence no longer than ``chunk`` stays whole)."""
+    tiles = -(-lens // TILE)
+    parts = np.where(lens > chunk, np.minimum(-(-lens // chunk), tiles), 1)
+    base, extra = np.divmod(tiles, parts)
+    seq = np.repeat(np.arange(len(lens)), parts)
+    first = np.cumsum(parts) - parts
+    p = np.arange(len(seq)) - first[seq]  # chunk index within its sequence
+    size = base[seq] + (p < extra[seq])
+    pos = p * base[seq] + np.minimum(p, extra[seq])
+    return seq, pos * TILE, np.minimum(lens[seq], (pos + size) * TILE), parts
 
 
 def static_plan(workload: Workload, num_sms: int, cost: CostModel, fanin: int = fmt.MAX_FANIN,
                 per_token: bool = False) -> dict:
-    """The static schedule as task columns, queues and timeline (no Task objects: cheap to compare)."""
+    """The static schedule as task columns, queues and timeline (no Task objects: cheap to compare).
+
+    Task ids: the partials in sequence order, then per split sequence its tree (per token: the tree once
+    per query token, reduction ids shifted, the leaves shared)."""
     if num_sms < 1:
         raise ScheduleError(f"need at least 1 SM, got {num_sms}")
     if not 2 <= fanin <= fmt.MAX_FANIN:
         raise ScheduleError(f"reduction fan-in must be 2..{fmt.MAX_FANIN}, got {fanin}")
     s_q = workload.s_q
+    lens = np.asarray(workload.lens, dtype=np.int64)
     per_sm = -(-workload.total_kv // num_sms)
     chunk = -(-per_sm // TILE) * TILE  # ceil(total / SMs), rounded up to whole KV tiles
-
-    cols: dict[str, list] = {k: [] for k in ("op", "seq", "q0", "qn", "kv0", "kv1", "inputs", "final")}
-    leaves: dict[int, list[int]] = {}
-    for seq, length in enumerate(workload.lens):
-        ranges = split_even(length, -(-length // chunk)) if length > chunk else [(0, length)]
-        first, m = len(cols["op"]), len(ranges)
-        cols["op"] += [PARTIAL] * m
-        cols["seq"] += [seq] * m
-        cols["q0"] += [0] * m
-        cols["qn"] += [s_q] * m
-        cols["kv0"] += [a for a, _ in ranges]
-        cols["kv1"] += [b for _, b in ranges]
-        cols["inputs"] += [()] * m
-        cols["final"] += [m == 1] * m
-        leaves[seq] = list(range(first, first + m))
-    num_partials = len(cols["op"])
-    level: list[int] = []
-    for seq, ids in leaves.items():
-        if len(ids) > 1:
-            add_tree(cols, seq, ids, fanin, s_q, per_token, level)
-    op, inputs, final = cols["op"], cols["inputs"], cols["final"]
-    kv_len = [b - a for a, b in zip(cols["kv0"], cols["kv1"])]
-    fan = [len(i) for i in inputs]
-    rows = np.asarray(cols["qn"]) * fmt.NUM_HEADS_Q
+    seq_a, kv0_a, kv1_a, parts = split_all(lens, chunk)
+    num_partials = len(seq_a)
+    parts_l = parts.tolist()
+    first_l = (np.cumsum(parts) - parts).tolist()
+    # reductions: a tree per split sequence, as columns appended sequence after sequence
+    copies = [(q, 1) for q in range(s_q)] if per_token else [(0, s_q)]
+    r_seq, r_lo, r_hi, r_q0, r_qn, r_inputs, r_final, r_level = [], [], [], [], [], [], [], []
+    templates: dict[int, list] = {}
+    nxt = num_partials
+    for seq, m in enumerate(parts_l):
+        if m == 1:
+            continue
+        tpl = templates.get(m)
+        if tpl is None:
+            tpl = templates[m] = tree_template(m, fanin)
+        r, first = len(tpl), first_l[seq]
+        for q0, qn in copies:
+            shift = nxt - m  # local id m + i -> global nxt + i; leaf j -> first + j
+            r_inputs += [tuple(x + first if x < m else x + shift for x in ins) for ins, _, _, _, _ in tpl]
+            r_lo += [first + lo for _, lo, _, _, _ in tpl]
+            r_hi += [first + hi for _, _, hi, _, _ in tpl]
+            r_final += [root for _, _, _, root, _ in tpl]
+            r_level += [lvl for _, _, _, _, lvl in tpl]
+            r_seq += [seq] * r
+            r_q0 += [q0] * r
+            r_qn += [qn] * r
+            nxt += r
+    num_red = len(r_seq)
+    kv0 = np.concatenate([kv0_a, kv0_a[np.asarray(r_lo, dtype=np.int64)]])
+    kv1 = np.concatenate([kv1_a, kv1_a[np.asarray(r_hi, dtype=np.int64)]])
+    op = [PARTIAL] * num_partials + [REDUCTION] * num_red
+    inputs = [()] * num_partials + r_inputs
+    final = (parts[seq_a] == 1).tolist() + r_final
+    qn = np.concatenate([np.full(num_partials, s_q, dtype=np.int64), np.asarray(r_qn, dtype=np.int64)])
+    fan = [0] * num_partials + [len(i) for i in r_inputs]
+    kv_len = kv1 - kv0
+    rows = qn * fmt.NUM_HEADS_Q
     dur_a = durations(op, kv_len, fan, final, rows, cost)
     dur = dur_a.tolist()
     lag = cost.sem_latency_ns - cost.reduce_setup_ns
     end = [0.0] * len(op)
     sm_of = [0] * len(op)
     queues: list[list[int]] = [[] for _ in range(num_sms)]
-    heap = [(0.0, sm) for sm in range(num_sms)]
     # partials longest first, then reductions level by level across all sequences (a topological order);
     # stable sorts, so ties keep task order
     order = np.argsort(-dur_a[:num_partials], kind="stable").tolist()
-    order += (num_partials + np.argsort(np.asarray(level, dtype=np.int64), kind="stable")).tolist()
+    if num_partials <= num_sms:
+        # every SM is free at 0 and the heap pops the lowest index first: the i-th longest goes to SM i
+        for sm, tid in enumerate(order):
+            end[tid] = dur[tid]
+            sm_of[tid] = sm
+            queues[sm].append(tid)
+        heap = [(dur[tid], sm) for sm, tid in enumerate(order)] + [(0.0, sm) for sm in range(num_partials, num_sms)]
+        heapq.heapify(heap)
+    else:
+        heap = [(0.0, sm) for sm in range(num_sms)]
+        pop, push = heapq.heappop, heapq.heappush
+        for tid in order:  # partials wait for nothing
+            free, sm = pop(heap)
+            end[tid] = free + dur[tid]
+            sm_of[tid] = sm
+            queues[sm].append(tid)
+            push(heap, (end[tid], sm))
+    red_order = (num_partials + np.argsort(np.asarray(r_level, dtype=np.int64), kind="stable")).tolist()
     pop, push = heapq.heappop, heapq.heappush
-    for tid in order[:num_partials]:  # partials wait for nothing
-        free, sm = pop(heap)
-        end[tid] = free + dur[tid]
-        sm_of[tid] = sm
-        queues[sm].append(tid)
-        push(heap, (end[tid], sm))
-    for tid in order[num_partials:]:
+    for tid in red_order:
         free, sm = pop(heap)
         ready = max([end[i] for i in inputs[tid]]) + lag
-        end[tid] = (free if free > ready else ready) + dur[tid]
+        e = (free if free > ready else ready) + dur[tid]
+        end[tid] = e
         sm_of[tid] = sm
         queues[sm].append(tid)
-        push(heap, (end[tid], sm))
+        push(heap, (e, sm))
 
     start, end_ns = evaluate(op, kv_len, fan, final, inputs, queues, rows, cost)
-    return {**cols, "sm": sm_of, "queues": queues, "start": start, "end": end_ns, "chunk": chunk,
-            "per_token": per_token}
+    return {"op": op, "seq": seq_a.tolist() + r_seq, "q0": [0] * num_partials + r_q0, "qn": qn, "kv0": kv0,
+            "kv1": kv1, "inputs": inputs, "final": final, "sm": sm_of, "queues": queues, "start": start,
+            "end": end_ns, "chunk": chunk, "per_token": per_token}
