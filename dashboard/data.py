@@ -7,6 +7,7 @@ The columns come from ``mlaprof.analysis.Spans`` (the library's one reading of a
 from __future__ import annotations
 
 import dataclasses
+import threading
 
 import numpy as np
 
@@ -39,6 +40,9 @@ class GanttData:
     sm_count: int
     makespan_us: float
     label: str  # shown in titles: the file's path under DIR
+    # per filter set, the spans that pass and their pyramid (dashboard.prepared); not part of equality
+    prepared_cache: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
+    prepared_lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False, compare=False)
 
     @classmethod
     def of(cls, trace: Trace, label: str) -> "GanttData":

@@ -1,12 +1,14 @@
 """Plotly figures as plain dicts: the Gantt, the diff (two Gantts on one time axis) and the summary charts.
 
 Why dicts and not ``go.Figure``: the Gantt's arrays are written as Plotly typed arrays (base64 ``bdata``)
-directly, which skips Plotly's per-property validation and keeps the JSON small (4 bytes per float).
-Why WebGL lines: one ``scattergl`` trace per kind holds every bar of that kind as a line segment
-(x0, x1, NaN), so the browser draws any number of bars in one call; shapes (one per bar) or ``px.timeline``
-(one SVG path per bar) stall long before 100k bars.  WebGL hover picks points, not segments: a raw span's
-details live on an invisible marker trace with points along the bar; an aggregated run (no details to
-show but its kind and place) hovers on its own line vertices, with extra collinear vertices on wide runs.
+directly, which skips Plotly's per-property validation and keeps the JSON small (1 to 4 bytes a number).
+Zoomed in (raw spans): one ``scattergl`` (WebGL) trace per kind holds every bar of that kind as a line
+segment (x0, x1, NaN), so the browser draws any number of bars in one call; shapes (one per bar) or
+``px.timeline`` (one SVG path per bar) stall long before 100k bars.  WebGL hover picks points, not segments:
+a raw span's details live on an invisible marker trace with points along the bar.
+Zoomed out (aggregated, see lod.py and pyramid.py): one heatmap, a cell per row and pixel-wide bucket
+coloured by the kind visible longest there, whose hover says it is an aggregate and how much of the cell
+that kind fills.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import math
 
 import numpy as np
 
-from dashboard import lod
+from dashboard import lod, prepared
 from dashboard.data import BAR_KINDS, Filters, GanttData, row_to_y
 from dashboard.view import View
 from mlaprof.trace.schema import KIND_NAMES, OPCODE_NAMES, ROLE_NAMES
@@ -35,7 +37,6 @@ SM_STATE_COLORS = {"busy": "#0072B2", "wait": "#D55E00", "idle": "#BBBBBB"}
 # else runs (analysis counts wait the same way), computes over the loads they overlap, short setup/store on top
 DRAW_ORDER = ["wait", "load", "compute", "store", "setup"]
 KIND_LABEL = {"setup": "setup", "load": "load", "compute": "compute", "wait": "wait (semaphore)", "store": "store"}
-BOUNDARY_LIMIT = 20_000  # instruction boundary marks drawn exactly; above it, one per pixel per row
 HOVER_POINTS_PER_VIEW = 24  # a bar as wide as the view gets this many hover points (about 55 px apart)
 HOVER_DISTANCE_PX = 30  # so a point is in reach anywhere along a bar
 MAX_HOVER_POINTS_PER_BAR = 40
@@ -53,28 +54,11 @@ def typed(a: np.ndarray) -> dict:
     return out
 
 
-def _segments(x0: np.ndarray, x1: np.ndarray, y: np.ndarray, view_width: float | None = None):
-    """Horizontal segments (x0,y)-(x1,y) separated by NaN: one polyline for any number of bars.
-
-    With ``view_width``, bars wide on screen get extra collinear vertices (see ``_hover_points``), so that
-    hovering anywhere along them lands near a vertex: the line trace itself then carries the hover.
-    """
-    if view_width is None:
-        nan = np.full(len(x0), np.nan, np.float32)
-        xs = np.stack([x0.astype(np.float32), x1.astype(np.float32), nan], axis=1).ravel()
-        ys = np.stack([y, y, nan], axis=1).astype(np.float32).ravel()
-        return xs, ys
-    step = view_width / HOVER_POINTS_PER_VIEW
-    k = np.clip(np.ceil((x1 - x0) / step) - 1, 0, MAX_HOVER_POINTS_PER_BAR).astype(np.int64)  # inner vertices
-    n = k + 3  # x0, the inner vertices, x1, NaN
-    first = np.cumsum(n) - n
-    xs = np.full(int(n.sum()), np.nan, np.float32)
-    xs[first], xs[first + n - 2] = x0, x1
-    bar = np.repeat(np.arange(len(x0)), k)
-    j = np.arange(len(bar)) - np.repeat(np.cumsum(k) - k, k) + 1  # 1..k within each bar
-    xs[first[bar] + j] = x0[bar] + j / (k[bar] + 1) * (x1[bar] - x0[bar])
-    ys = np.repeat(np.asarray(y, np.float32), n)
-    ys[first + n - 1] = np.nan
+def _segments(x0: np.ndarray, x1: np.ndarray, y: np.ndarray):
+    """Horizontal segments (x0,y)-(x1,y) separated by NaN: one polyline for any number of bars."""
+    nan = np.full(len(x0), np.nan, np.float32)
+    xs = np.stack([x0.astype(np.float32), x1.astype(np.float32), nan], axis=1).ravel()
+    ys = np.stack([y, y, nan], axis=1).astype(np.float32).ravel()
     return xs, ys
 
 
@@ -95,12 +79,6 @@ _RAW_TEMPLATE = (
     "KV [%{{customdata[4]}}, %{{customdata[5]}}) · {aux} %{{customdata[6]}}<br>"
     "start %{{customdata[7]:.3f}} µs · duration %{{customdata[8]:.3f}} µs<extra></extra>"
 )  # the SM is the point's y (rounded: role sub-rows sit at +-0.3), so it costs no customdata column
-_AGG_TEMPLATE = (
-    "<b>mostly {kind}</b> · SM %{{y:.0f}} · near %{{x:.2f}} µs<br>"
-    "<i>aggregated view: zoom in for instruction details</i><extra></extra>"
-)  # on the line trace itself, no per-point data: zoomed out there can be 100k bars, each byte counts
-
-
 def _raw_hover(data: GanttData, bars: lod.Bars, sel: np.ndarray, y: np.ndarray, kind: str, view_width: float,
                axes: dict) -> list[dict]:
     """Hover traces for raw bars of one kind, one per (opcode, role) so the template can name them."""
@@ -159,70 +137,116 @@ def gantt_traces(data: GanttData, f: Filters, view: View, plot_px: float, axes: 
     window = lod.Window(*full.x)
     sm_lo, sm_hi = _visible_rows(data, f, view)
     shown = [k for k in DRAW_ORDER if k in f.kinds]
-    m = data.mask(f, shown) & (data.spans.sm >= sm_lo) & (data.spans.sm <= sm_hi)
-    idx = np.flatnonzero(m)
-    padded = window.padded(min(0.0, float(data.start_us.min(initial=0.0))), data.makespan_us)
+    sel = prepared.for_filters(data, f, shown).select(window, (sm_lo, sm_hi), raw_limit, buckets)
     per_sm = len(ROLE_NAMES) if f.split_roles else 1
-    first_row = sm_lo * per_sm  # only the visible rows get coverage planes
-    bars = lod.level_of_detail(
-        data.bar_rows(idx, f.split_roles) - first_row, data.spans.kind[idx], data.start_us[idx], data.end_us[idx],
-        padded, n_rows=(sm_hi - sm_lo + 1) * per_sm, priority=[KIND_NAMES.index(k) for k in shown],
-        buckets=int(buckets * padded.width / window.width), raw_limit=raw_limit,
-    )
-    bars.row += first_row
-    if bars.raw:
-        bars.index = idx[bars.index]  # back to positions in the whole trace
+    if sel.drawn.raw:
+        traces, kinds_drawn, sms_drawn = _raw_traces(data, f, sel.drawn, shown, window, plot_px, sm_lo, sm_hi,
+                                                     axes, legend)
+    else:
+        traces, kinds_drawn, sms_drawn = _grid_traces(f, sel.drawn, shown, axes, legend)
+    if f.boundaries:
+        traces.append(_boundary_trace(sel.mark_sm, sel.mark_x, sel.drawn.raw, axes, legend))
+    info = {
+        "raw": sel.drawn.raw, "visible_spans": sel.drawn.visible_spans, "bars": len(sel.drawn),
+        "bucket_us": 0.0 if sel.drawn.raw else sel.drawn.bucket_us, "boundaries": len(sel.mark_x),
+        "rows": (sm_lo, sm_hi), "window": full.x, "kinds_drawn": kinds_drawn,
+        "sms_drawn": sorted({int(r) // per_sm for r in sms_drawn}),
+    }
+    return traces, info
+
+
+def _raw_traces(data, f, bars: lod.Bars, shown, window, plot_px, sm_lo, sm_hi, axes, legend):
+    """One WebGL line trace per kind (every bar of the kind in one polyline), hover details on markers."""
     y_all = row_to_y(bars.row, f.split_roles)
     row_px = plot_px / max(1, sm_hi - sm_lo + 1)
     width = max(1.0, row_px * (0.27 if f.split_roles else 0.7))
     traces, hover = [], []
     for kind in shown:
         sel = np.flatnonzero(bars.kind == KIND_NAMES.index(kind))
-        xs, ys = _segments(bars.x0[sel], bars.x1[sel], y_all[sel], None if bars.raw else window.width)
-        line = {
+        xs, ys = _segments(bars.x0[sel], bars.x1[sel], y_all[sel])
+        traces.append({
             "type": "scattergl", "mode": "lines", "name": KIND_LABEL[kind], "legendgroup": kind,
             "legendrank": 1000 + BAR_KINDS.index(kind),  # legend in pipeline order, not painter's order
             "x": typed(xs), "y": typed(ys), "line": {"color": PALETTE[kind], "width": round(width, 2)},
-            "showlegend": legend, "connectgaps": False, **axes,
-        }
-        if bars.raw:  # per-span details ride on a marker trace; aggregated runs hover on their own vertices
-            line["hoverinfo"] = "skip"
-            if len(sel):
-                hover += _raw_hover(data, bars, sel, y_all[sel], kind, window.width, axes)
-        else:
-            line["hovertemplate"] = _AGG_TEMPLATE.format(kind=KIND_LABEL[kind])
-            line["hoverlabel"] = {"bgcolor": PALETTE[kind]}
-        traces.append(line)
-    marks = 0
-    if f.boundaries:
-        sm, x = data.boundary_positions(f)
-        keep = (sm >= sm_lo) & (sm <= sm_hi)
-        rows, xb = lod.thin_marks(sm[keep], x[keep], padded, BOUNDARY_LIMIT, buckets)
-        marks = len(xb)
-        yb = rows.astype(np.float32)
-        nan = np.full(len(xb), np.nan, np.float32)
-        traces.append({
-            "type": "scattergl", "mode": "lines", "name": "instruction boundary", "legendgroup": "boundary",
-            "x": typed(np.stack([xb, xb, nan], 1).astype(np.float32).ravel()),
-            "y": typed(np.stack([yb - 0.45, yb + 0.45, nan], 1).astype(np.float32).ravel()),
-            "line": {"color": BOUNDARY_COLOR, "width": 1}, "hoverinfo": "skip", "showlegend": legend,
-            "legendrank": 2000, **axes,
+            "showlegend": legend, "connectgaps": False, "hoverinfo": "skip", **axes,
         })
-    info = {
-        "raw": bars.raw, "visible_spans": bars.visible_spans, "bars": len(bars), "bucket_us": bars.bucket_us,
-        "boundaries": marks, "rows": (sm_lo, sm_hi), "window": full.x,
-        "kinds_drawn": sorted({KIND_NAMES[k] for k in np.unique(bars.kind)}),
-        "sms_drawn": sorted({int(s) for s in np.unique(bars.row // (len(ROLE_NAMES) if f.split_roles else 1))}),
+        if len(sel):
+            hover += _raw_hover(data, bars, sel, y_all[sel], kind, window.width, axes)
+    kinds = sorted({KIND_NAMES[k] for k in np.unique(bars.kind)})
+    return traces + hover, kinds, np.unique(bars.row)
+
+
+GRID_KINDS = ["idle"] + BAR_KINDS  # heatmap cell value -> what it shows (0: nothing drawn)
+_GRID_TEMPLATE = (
+    "<b>aggregated</b> · SM %{{y:.0f}} · %{{x:.2f}} µs ± {half:.3g}<br>"
+    "shown: kind %{{z}} ({legend}), the one visible longest here: %{{customdata}}% of this {w:.3g} µs cell<br>"
+    "<i>zoom in for each span's instruction</i><extra></extra>"
+)  # one template for the whole grid: no per-cell strings, the kind is named through its number
+
+
+def _grid_traces(f: Filters, grid: lod.Grid, shown, axes, legend):
+    """Zoomed out: the grid as one heatmap image (a cell per row and pixel-wide bucket, coloured by the kind
+    drawn there), plus an empty line trace per kind for the legend.
+
+    Why an image: its cost is bounded by rows x buckets whatever the span count, and plotly draws it on a 2D
+    canvas in one pass; a WebGL trace costs ~1 s to set up under software WebGL even for a few hundred bars.
+    """
+    lut = np.asarray([0] + [BAR_KINDS.index(KIND_NAMES[c]) + 1 for c in grid.priority], np.uint8)
+    code = lut[grid.level + 1]  # cell value: 0 nothing, else 1 + the kind's place in BAR_KINDS
+    # percent of the cell where the drawn kind is the visible one (>= 1 wherever something is drawn)
+    share = np.minimum(np.ceil(grid.visible_us * np.float32(100 / grid.bucket_us)), 100).astype(np.uint8)
+    n = len(GRID_KINDS)
+    scale = [[0.0, "rgba(0,0,0,0)"], [1 / n, "rgba(0,0,0,0)"]]  # value 0 (nothing drawn) is transparent
+    for i, k in enumerate(BAR_KINDS, start=1):
+        scale += [[i / n, PALETTE[k]], [(i + 1) / n, PALETTE[k]]]
+    rows = grid.first_row + np.arange(code.shape[0])
+    legend_text = ", ".join(f"{i} {KIND_LABEL.get(k, k)}" for i, k in enumerate(GRID_KINDS))
+    heat = {
+        "type": "heatmap", "name": "aggregated", "z": typed(code), "customdata": typed(share),
+        "x0": grid.x0 + grid.bucket_us / 2, "dx": grid.bucket_us, "y": typed(row_to_y(rows, f.split_roles)),
+        "zmin": -0.5, "zmax": n - 0.5, "colorscale": scale, "showscale": False,  # (ygap: 3x slower to draw)
+        "hovertemplate": _GRID_TEMPLATE.format(half=grid.bucket_us / 2, w=grid.bucket_us, legend=legend_text),
+        "meta": {"kinds": GRID_KINDS}, "showlegend": False, **axes,
     }
-    return traces + hover, info
+    # one white line between rows keeps SMs apart (cheaper than the heatmap's ygap); one NaN point per kind
+    # for its legend entry (plotly lists no trace without points)
+    edges = (grid.first_row + np.arange(code.shape[0] + 1) - 0.5) / (len(ROLE_NAMES) if f.split_roles else 1)
+    edges = np.unique(np.round(edges * 2) / 2)  # SM borders only, also when roles are sub-rows
+    nan = np.full(len(edges), np.nan, np.float32)
+    sep = {"type": "scatter", "mode": "lines", "x": typed(np.stack([np.full(len(edges), grid.x0, np.float32),
+                                                                  np.full(len(edges), grid.x0 + grid.bucket_us *
+                                                                          code.shape[1], np.float32), nan], 1).ravel()),
+           "y": typed(np.stack([edges.astype(np.float32)] * 2 + [nan], 1).ravel()), "line": {"color": "white", "width": 1},
+           "hoverinfo": "skip", "showlegend": False, "connectgaps": False, **axes}
+    proxies = [{"type": "scatter", "mode": "lines", "x": [None], "y": [None], "name": KIND_LABEL[k], "legendgroup": k,
+                "legendrank": 1000 + BAR_KINDS.index(k), "line": {"color": PALETTE[k], "width": 6},
+                "showlegend": legend, "hoverinfo": "skip", **axes} for k in shown]
+    counts = np.bincount(code.ravel(), minlength=n)
+    kinds = sorted(GRID_KINDS[i] for i in np.flatnonzero(counts[1:]) + 1)
+    return [heat, sep] + proxies, kinds, grid.first_row + np.flatnonzero(code.any(axis=1))
+
+
+def _boundary_trace(sm, x, raw: bool, axes: dict, legend: bool) -> dict:
+    """Instruction boundaries as short vertical ticks, one polyline.  Zoomed out they ride on SVG, not WebGL,
+    so an aggregated view needs no WebGL at all (see ``_grid_traces``)."""
+    xb = np.asarray(x, np.float32)
+    yb = np.asarray(sm, np.float32)
+    nan = np.full(len(xb), np.nan, np.float32)
+    return {
+        "type": "scattergl" if raw else "scatter", "mode": "lines", "name": "instruction boundary",
+        "legendgroup": "boundary", "x": typed(np.stack([xb, xb, nan], 1).ravel()),
+        "y": typed(np.stack([yb - 0.45, yb + 0.45, nan], 1).ravel()),
+        "line": {"color": BOUNDARY_COLOR, "width": 1}, "hoverinfo": "skip", "showlegend": legend,
+        "legendrank": 2000, "connectgaps": False, **axes,
+    }
 
 
 def describe(info: dict) -> str:
     """One status line for what a Gantt panel drew."""
     if info["raw"]:
         return f"{info['visible_spans']:,} spans drawn one by one (hover shows each span's instruction)"
-    return (f"{info['visible_spans']:,} spans aggregated into {info['bars']:,} bars of {info['bucket_us']:.3g} µs "
-            f"buckets (the kind most visible in each); zoom in below {lod.RAW_LIMIT:,} spans for per-span details")
+    return (f"{info['visible_spans']:,} spans aggregated into {info['bars']:,} cells of {info['bucket_us']:.3g} µs "
+            f"(the kind visible longest in each); zoom in below {lod.RAW_LIMIT:,} spans for per-span details")
 
 
 def _height(data: GanttData, f: Filters, rows: tuple[int, int] | None = None) -> int:
@@ -251,7 +275,11 @@ def gantt_figure(data: GanttData, f: Filters, view: View, **lod_args) -> tuple[d
                   "showgrid": True, "gridcolor": "#eeeeee"},
         "yaxis": _y_axis(lo, hi, view.y, f.split_roles, "SM" + (" (rows: controller, producer, consumer)"
                                                                   if f.split_roles else "")),
-        "legend": {"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0, "itemclick": "toggle"},
+        # aggregated, a legend click could only hide an empty legend entry, not the kind's cells: the kind
+        # checkboxes above the Gantt filter kinds in both modes
+        "legend": {"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0,
+                   "itemclick": "toggle" if info["raw"] else False,
+                   "itemdoubleclick": "toggleothers" if info["raw"] else False},
         "hovermode": "closest", "hoverdistance": HOVER_DISTANCE_PX, "plot_bgcolor": "white", "dragmode": "zoom",
         "uirevision": f"{data.label}|{f.split_roles}|{f.sm_range}",
     }

@@ -2,22 +2,23 @@
 
 Zoomed in (at most ``raw_limit`` spans overlap the window) every span is drawn as itself, with full hover
 details, in painter's order: kinds later in ``priority`` paint over earlier ones where spans of two roles
-overlap in one row.
+overlap in one row (``Bars``).
 
-Zoomed out, each row is cut into ``buckets`` equal time buckets (about one per screen pixel) and each
-bucket gets the kind that the raw drawing would show over most of it: for every kind, the time in the
-bucket where it is the top-most kind present (its *visible* time) is computed exactly, from the union of
-the spans of that kind and every kind above it, clipped to bucket edges.  Consecutive buckets of a row with
-the same winning kind merge into one bar.  Idle time competes like a kind: a bucket that is idle for longer
-than any kind is visible in it stays empty, so idle gaps survive aggregation as well as busy stretches do.
-One exception keeps rare things on screen: a kind visible somewhere in a row that wins no bucket of that
-row (a short store amid idle time) is drawn in the bucket where it shows most.  The output is bounded by
-rows x buckets whatever the trace size.
+Zoomed out, each row is cut into equal time buckets (about one per screen pixel) and each bucket gets the
+kind that the raw drawing would show over most of it (``Grid``): for every kind, the time in the bucket
+where it is the top-most kind present (its *visible* time) is computed exactly, from the union of the spans
+of that kind and every kind above it, clipped to bucket edges.  Visible time is additive over time, so the
+grid of a coarse bucket is the sum of the grids of the fine buckets inside it: ``pyramid.py`` computes the
+finest grid once per trace and sums it into coarser levels, and a view only picks a level and slices it.
+Idle time competes like a kind: a bucket that is idle for longer than any kind is visible in it stays
+empty, so idle gaps survive aggregation as well as busy stretches do.  One exception keeps rare things on
+screen: a kind visible somewhere in a row that wins no bucket of that row (a short store amid idle time) is
+drawn in the bucket where it shows most.  The output is bounded by rows x buckets whatever the trace size.
 
 With the painter's order the Gantt uses (wait at the bottom), a bucket shows *wait* only where the SM does
 nothing but wait, which is how ``mlaprof.analysis`` defines wait time.
 
-Pure numpy, no plotly: figures.py turns ``Bars`` into traces.
+Pure numpy, no plotly: figures.py turns ``Bars`` and ``Grid`` into traces.
 """
 
 from __future__ import annotations
@@ -53,24 +54,43 @@ class Window:
 
 @dataclasses.dataclass
 class Bars:
-    """Bars to draw. Raw: one per span (``index`` = the span's position in the input arrays).
-
-    Aggregated: one per run of buckets, ``index`` = -1 and ``share`` = the fraction of the run's time in
-    which its kind is the one visible (1.0 for raw bars).
-    """
+    """Raw bars: one per span (``index`` = the span's position in the input arrays)."""
 
     row: np.ndarray  # int64 row number
     kind: np.ndarray  # int64 kind code
     x0: np.ndarray  # float64 µs
     x1: np.ndarray
     index: np.ndarray  # int64
-    share: np.ndarray  # float32
-    raw: bool
-    visible_spans: int  # spans overlapping the window (before aggregation)
-    bucket_us: float = 0.0  # bucket width when aggregated
+    visible_spans: int  # spans overlapping the window
+    raw: bool = True
 
     def __len__(self) -> int:
         return len(self.row)
+
+
+@dataclasses.dataclass
+class Grid:
+    """Aggregated: per row and time bucket, the kind drawn (-1: nothing) and how long it is visible there.
+
+    Bucket ``j`` covers [x0 + j * bucket_us, x0 + (j + 1) * bucket_us); row ``i`` is row ``first_row + i``.
+    """
+
+    level: np.ndarray  # int8 [rows, buckets]: index into ``priority`` of the kind drawn, -1 for nothing
+    priority: list[int]  # kind codes, bottom to top
+    visible_us: np.ndarray  # float32 [rows, buckets], time the drawn kind is the visible one (0 where empty)
+    x0: float
+    bucket_us: float
+    first_row: int
+    visible_spans: int
+    raw: bool = False
+
+    @property
+    def kind(self) -> np.ndarray:
+        """int64 [rows, buckets]: the kind code drawn, -1 for nothing."""
+        return np.asarray([-1] + list(self.priority), np.int64)[self.level + 1]
+
+    def __len__(self) -> int:  # cells with a kind drawn: the aggregated "bars"
+        return int(np.count_nonzero(self.level >= 0))
 
 
 def overlapping(start: np.ndarray, end: np.ndarray, window: Window) -> np.ndarray:
@@ -88,52 +108,78 @@ def level_of_detail(
     priority: list[int],
     buckets: int = BUCKETS,
     raw_limit: int = RAW_LIMIT,
-) -> Bars:
-    """Bars for ``window``: raw when few spans are visible, else per-row runs of the visible kind.
+) -> Bars | Grid:
+    """Raw bars when few spans are visible, else the grid of visible kinds computed exactly for ``window``.
 
     ``row`` is in [0, n_rows); ``priority`` lists kind codes bottom to top (spans of other kinds are ignored).
+    This is the direct computation (cost grows with the visible spans); ``pyramid.py`` serves zoomed-out
+    views of big traces from precomputed sums instead.
     """
     idx = overlapping(start, end, window)
     idx = idx[np.isin(kind[idx], priority)]
     if len(idx) <= raw_limit:
         return Bars(row=row[idx].astype(np.int64), kind=kind[idx].astype(np.int64), x0=start[idx].astype(np.float64),
-                    x1=end[idx].astype(np.float64), index=idx.astype(np.int64),
-                    share=np.ones(len(idx), np.float32), raw=True, visible_spans=len(idx))
-    r, k, s, e = _sorted(row[idx], kind[idx], start[idx], end[idx], window)
-    w = window.width / buckets
-    best = np.zeros((n_rows, buckets))
-    dom = np.full((n_rows, buckets), -1, np.int64)
-    above = np.zeros((n_rows, buckets))  # union coverage of the kinds above the current one
+                    x1=end[idx].astype(np.float64), index=idx.astype(np.int64), visible_spans=len(idx))
+    vis = visible_time(row[idx], kind[idx], start[idx], end[idx], window, n_rows, priority, buckets)
+    return winners(vis, window.x0, window.width / buckets, priority, first_row=0, visible_spans=len(idx))
+
+
+def visible_time(row, kind, start, end, window: Window, n_rows: int, priority: list[int], buckets: int) -> np.ndarray:
+    """[len(priority), n_rows, buckets] float64: per kind (bottom to top), row and bucket, the time in the
+    bucket where that kind is the top-most one present.  Per row and bucket the kinds' times sum to the
+    union of all spans (no time counted twice, none lost).  Kinds come first so each kind's plane is one
+    contiguous block: ``winners`` walks the planes."""
+    r, k, s, e = _sorted(row, kind, start, end, window)
+    out = np.zeros((len(priority), n_rows, buckets))
     rank = np.full(max(priority) + 1, -1, np.int64)
     rank[priority] = np.arange(len(priority))
     kr = rank[k]
     off = window.width * 2 + 1.0  # rows apart on one time line: one sorted key and one running max serve all
     key_s, key_e = s + r * off, e + r * off
     merged = (np.zeros(0), np.zeros(0))  # union of the kinds above, as disjoint intervals on the keyed line
-    rows = np.arange(n_rows)
-    strongest = {}  # level -> (bucket where the kind is most visible, that time) per row
+    above = np.zeros((n_rows, buckets))  # union coverage of the kinds above the current one
     for level in range(len(priority) - 1, -1, -1):  # top-most kind first
         m = kr == level
         merged = _merge_intervals(*merged, key_s[m], key_e[m])
         mr = np.floor(merged[0] / off).astype(np.int64)
         union = coverage(mr, np.zeros(len(mr), np.int64), merged[0] - mr * off + window.x0,
                          merged[1] - mr * off + window.x0, window, n_rows, 1, buckets)[:, 0, :]
-        visible = union - above
-        b = np.argmax(visible, axis=1)
-        strongest[level] = (b, visible[rows, b])
-        wins = visible > best
-        best[wins] = visible[wins]
-        dom[wins] = priority[level]
+        out[level] = union - above
         above = union
-    dom[(best <= w * 1e-6) | (w - above > best)] = -1  # empty when idle covers more of the bucket than any kind
+    return out
+
+
+def winners(vis: np.ndarray, x0: float, bucket_us: float, priority: list[int], first_row: int,
+            visible_spans: int) -> Grid:
+    """The grid drawn from visible times ``vis`` [kinds bottom to top, rows, buckets].
+
+    Written with arithmetic on int8 planes rather than masked assignment or np.where, which are several
+    times slower on the unpredictable masks of a busy trace (this runs on every zoomed-out view).
+    """
+    w = bucket_us
+    n_kinds = vis.shape[0]
+    best = vis[n_kinds - 1].copy()
+    level = np.full(best.shape, n_kinds - 1, np.int8)  # index into priority
+    for lv in range(n_kinds - 2, -1, -1):  # top-most first: a tie goes to the kind drawn on top
+        more = (vis[lv] > best).view(np.int8)
+        level += more * (np.int8(lv) - level)
+        np.maximum(best, vis[lv], out=best)
+    union = vis.sum(axis=0)
+    empty = ((best <= w * 1e-6) | (w - union > best)).view(np.int8)  # idle covers more than any kind
+    level -= empty * (level + np.int8(1))  # -> -1
     # a kind visible somewhere in a row but winning no bucket there (short stores amid idle time) still gets
     # the one bucket where it shows most, so nothing present is drawn as absent; higher kinds go last and win
-    for level in range(len(priority)):
-        b, amount = strongest[level]
-        lost = (amount > w * 1e-6) & ~np.any(dom == priority[level], axis=1)
-        dom[rows[lost], b[lost]] = priority[level]
-        best[rows[lost], b[lost]] = amount[lost]
-    return _runs(dom, best, window, buckets, visible=len(idx))
+    for lv in range(n_kinds):
+        v = vis[lv]
+        lost = (v.max(axis=1, initial=0.0) > w * 1e-6) & ~(level == lv).any(axis=1)
+        if lost.any():
+            rows = np.flatnonzero(lost)
+            b = np.argmax(v[rows], axis=1)
+            level[rows, b] = lv
+            best[rows, b] = v[rows, b]
+    best = np.minimum(best, w) * (level >= 0)
+    return Grid(level=level, priority=list(priority), visible_us=best.astype(np.float32, copy=False), x0=float(x0),
+                bucket_us=float(w), first_row=first_row, visible_spans=visible_spans)
 
 
 def _sorted(row, kind, start, end, window: Window):
@@ -192,27 +238,6 @@ def coverage(row, kind, start, end, window: Window, n_rows: int, n_kinds: int, b
     diff -= np.bincount(base[inner] + lb[inner], minlength=size)
     cov = direct.reshape(-1, buckets + 1) + np.cumsum(diff.reshape(-1, buckets + 1), axis=1) * w
     return cov[:, :buckets].reshape(n_rows, n_kinds, buckets)
-
-
-def _runs(dom: np.ndarray, best: np.ndarray, window: Window, buckets: int, visible: int) -> Bars:
-    """Merge consecutive buckets of a row with the same kind into bars."""
-    w = window.width / buckets
-    n_rows = dom.shape[0]
-    flat = dom.ravel()
-    pos = np.arange(flat.size)
-    new_run = np.r_[True, flat[1:] != flat[:-1]] | (pos % buckets == 0)
-    starts = np.flatnonzero(new_run)
-    ends = np.r_[starts[1:], flat.size]  # exclusive
-    kinds = flat[starts]
-    keep = kinds >= 0
-    starts, ends, kinds = starts[keep], ends[keep], kinds[keep]
-    rows = starts // buckets
-    b0, b1 = starts % buckets, (ends - 1) % buckets + 1
-    csum = np.concatenate([np.zeros((n_rows, 1)), np.cumsum(np.minimum(best, w), axis=1)], axis=1)
-    share = ((csum[rows, b1] - csum[rows, b0]) / ((b1 - b0) * w)).astype(np.float32)
-    return Bars(row=rows.astype(np.int64), kind=kinds.astype(np.int64), x0=window.x0 + b0 * w,
-                x1=window.x0 + b1 * w, index=np.full(len(rows), -1, np.int64), share=share, raw=False,
-                visible_spans=visible, bucket_us=w)
 
 
 def thin_marks(row: np.ndarray, x: np.ndarray, window: Window, limit: int, buckets: int = BUCKETS):

@@ -1,4 +1,5 @@
-"""Level of detail against brute force: exact coverage, the painter's-order winner per bucket, bounded output."""
+"""Level of detail against brute force: exact coverage, the painter's-order winner per bucket, bounded output;
+the pyramid against the direct computation; the view selection (raw when zoomed in, a capped grid when not)."""
 
 import numpy as np
 import pytest
@@ -37,14 +38,6 @@ def _painted(row, kind, s, e, window, rows, buckets, samples=200):
     return grid, seen
 
 
-def _grid(bars, window, rows, buckets):
-    bw = window.width / buckets
-    g = np.full((rows, buckets), -1)
-    for i in range(len(bars)):
-        g[bars.row[i], int(round((bars.x0[i] - window.x0) / bw)):int(round((bars.x1[i] - window.x0) / bw))] = bars.kind[i]
-    return g
-
-
 def test_coverage_is_exact():
     row, kind, s, e = _random_spans(0)
     w = lod.Window(10.0, 60.0)
@@ -60,9 +53,9 @@ def test_coverage_is_exact():
 def test_aggregate_matches_painted_pixels(seed):
     row, kind, s, e = _random_spans(seed)
     w, rows, buckets = lod.Window(10.0, 60.0), 4, 50
-    bars = lod.level_of_detail(row, kind, s, e, w, rows, PRIORITY, buckets=buckets, raw_limit=10)
-    assert not bars.raw and bars.visible_spans > 10
-    got, want = _grid(bars, w, rows, buckets), _painted(row, kind, s, e, w, rows, buckets)[0]
+    grid = lod.level_of_detail(row, kind, s, e, w, rows, PRIORITY, buckets=buckets, raw_limit=10)
+    assert not grid.raw and grid.visible_spans > 10 and grid.kind.shape == (rows, buckets)
+    got, want = grid.kind, _painted(row, kind, s, e, w, rows, buckets)[0]
     for r in range(rows):
         for j in np.flatnonzero(got[r] != want[r]):
             # the only allowed difference: a kind that would win no bucket of this row keeps its best one
@@ -77,12 +70,12 @@ def test_nothing_visible_is_lost():
     kind = np.array([0, 1, 0])
     s = np.array([0.0, 50.0, 0.0])
     e = np.array([40.0, 50.05, 100.0])
-    bars = lod.level_of_detail(row, kind, s, e, lod.Window(0, 100), 2, [0, 1], buckets=10, raw_limit=0)
-    drawn = {(int(r), int(k)) for r, k in zip(bars.row, bars.kind)}
-    assert drawn == {(0, 0), (0, 1), (1, 0)}
-    short = np.flatnonzero(bars.kind == 1)[0]
-    assert bars.x0[short] <= 50.0 < bars.x1[short]
-    assert bars.share[short] == pytest.approx(0.05 / 10, rel=1e-6)
+    grid = lod.level_of_detail(row, kind, s, e, lod.Window(0, 100), 2, [0, 1], buckets=10, raw_limit=0)
+    r, b = np.nonzero(grid.kind >= 0)
+    assert {(int(i), int(grid.kind[i, j])) for i, j in zip(r, b)} == {(0, 0), (0, 1), (1, 0)}
+    (r1, b1), = zip(*np.nonzero(grid.kind == 1))
+    assert r1 == 0 and grid.x0 + b1 * grid.bucket_us <= 50.0 < grid.x0 + (b1 + 1) * grid.bucket_us
+    assert grid.visible_us[r1, b1] == pytest.approx(0.05, rel=1e-5)  # the hover's share: 0.05 of a 10 µs cell
 
 
 def test_raw_below_limit_and_bounded_above():
@@ -91,8 +84,9 @@ def test_raw_below_limit_and_bounded_above():
     raw = lod.level_of_detail(row, kind, s, e, w, 8, PRIORITY, buckets=100, raw_limit=10_000)
     assert raw.raw and len(raw) == len(lod.overlapping(s, e, w)) and np.all(row[raw.index] == raw.row)
     agg = lod.level_of_detail(row, kind, s, e, w, 8, PRIORITY, buckets=100, raw_limit=100)
-    assert not agg.raw and len(agg) <= 8 * 100 and agg.bucket_us == pytest.approx(1.0)
-    assert np.all(agg.x1 > agg.x0) and np.all((agg.share > 0) & (agg.share <= 1.0 + 1e-6))
+    assert not agg.raw and agg.kind.shape == (8, 100) and 0 < len(agg) <= 8 * 100 and agg.bucket_us == pytest.approx(1.0)
+    drawn = agg.kind >= 0
+    assert np.all(agg.visible_us[drawn] > 0) and np.all(agg.visible_us <= 1.0 + 1e-6) and np.all(agg.visible_us[~drawn] == 0)
 
 
 def test_unsorted_input_gives_the_same_bars():
@@ -101,8 +95,8 @@ def test_unsorted_input_gives_the_same_bars():
     w = lod.Window(0.0, 100.0)
     a = lod.level_of_detail(row, kind, s, e, w, 4, PRIORITY, buckets=64, raw_limit=0)
     b = lod.level_of_detail(row[perm], kind[perm], s[perm], e[perm], w, 4, PRIORITY, buckets=64, raw_limit=0)
-    for f in ("row", "kind", "x0", "x1"):
-        np.testing.assert_array_equal(getattr(a, f), getattr(b, f))
+    np.testing.assert_array_equal(a.kind, b.kind)
+    np.testing.assert_allclose(a.visible_us, b.visible_us, rtol=1e-5, atol=1e-9)
 
 
 def test_thin_marks_cap():
