@@ -27,44 +27,72 @@ def test_makespan_never_loses_to_static(name):
     assert simulated_us(w, "makespan") <= simulated_us(w, "static") + 1e-3
 
 
-# gains on the calibrated model (bench/results/schedule_cpu.md).  The refit of 029d035 (traces re-measured
-# with 64-token tiles) moved them: seed 5.3% -> 4.1%, b1-65536-q1 0.4% -> a tie, b64-rand256to1024-q4 a
-# tie -> 0.4%.  The thresholds follow the packaged model; never losing to static is tested above for all.
-GAINS = {"seed-representative": 0.035, "b64-rand256to1024-q4": 0.003}
-
-
-@pytest.mark.parametrize("name", list(GAINS))
+@pytest.mark.parametrize("name", list(NAMED))
 def test_makespan_beats_static(name):
-    """On the calibrated model, planning backwards from the end beats static where one sequence needs a
-    deep tree: by >= 3.5% on seed-representative (4.1% on the packaged model)."""
+    """On the packaged (calibrated) model, whatever its constants, the makespan scheduler's schedule ends
+    strictly sooner than the static one in the per-tile simulator, on every named workload.  (The gains of
+    bench/results/schedule_cpu.md are not asserted: a refit moves them.)"""
     w = NAMED[name]
-    assert simulated_us(w, "makespan") < (1 - GAINS[name]) * simulated_us(w, "static")
+    assert simulated_us(w, "makespan") < simulated_us(w, "static")
 
 
-def test_b64_512_two_partials_per_sequence_is_optimal():
-    """b64-512-q2: 64 sequences of 16 tiles on 132 SMs.  Static gives every sequence two 8-tile partials on
-    SMs of their own and per-token merges: each SM streams its 1/128 share from the start, and every
-    sequence's merge starts when its own two halves end.  A third partial for some sequences cannot shorten
-    the others, so the makespan scheduler can only tie."""
+def flat_model() -> CostModel:
+    """The packaged model with every SM streaming at one rate (no ``sm_spread``)."""
+    return dataclasses.replace(default(), sm_spread=0.0)
+
+
+@pytest.mark.parametrize("name", ["b64-512-q2", "b132-4096-q4", "b1-65536-q1"])
+def test_gain_on_uniform_workloads_comes_from_sm_rates(name):
+    """b1-65536-q1, b64-512-q2 and b132-4096-q4 give every SM the same work (equal chunks, one 8-tile leaf or
+    one whole sequence each): with equal SMs the makespan scheduler finds nothing better than static, and its
+    gain on the packaged model comes from the SMs' different rates (placing queues by rate, splitting the
+    slowest SMs' sequences).  If this fails because makespan wins on equal SMs too, the README's account of
+    where the gains come from needs updating."""
+    w, flat = NAMED[name], flat_model()
+    assert simulated_us(w, "makespan", cost=flat) == pytest.approx(simulated_us(w, "static", cost=flat), rel=1e-9)
+    params = make_schedule(w, 132, "makespan").params
+    assert params.get("sm_order") == "by-rate" or params.get("split_pairs", 0) > 0
+
+
+def test_b64_512_more_streaming_on_faster_sms():
+    """b64-512-q2: 64 sequences of 8 tiles on 132 SMs.  Static gives every sequence two 4-tile partials on
+    SMs of their own and per-token merges.  The makespan scheduler's queues sit on the SMs by rate: an SM
+    with more streaming (sum of sqrt(tiles) over its partials, what its rate multiplies) is never slower
+    than one with less."""
     w = NAMED["b64-512-q2"]
     s = make_schedule(w, 132, "static")
     parts = [t for t in s.tasks if t.op.name == "PARTIAL"]
     assert len(parts) == 128 and {t.kv_end - t.kv_start for t in parts} == {256}
-    assert simulated_us(w, "makespan") == pytest.approx(simulated_us(w, "static"), rel=1e-6)
+    m = make_schedule(w, 132, "makespan")
+    weight = np.asarray([sum(np.sqrt(-(-(m.tasks[t].kv_end - m.tasks[t].kv_start) // 64)) for t in q
+                             if m.tasks[t].op.name == "PARTIAL") for q in m.queues])
+    factors = default().sm_factors(132)
+    heavier = weight[:, None] > weight[None, :] + 1e-9
+    assert not (heavier & (factors[:, None] > factors[None, :])).any()
 
 
-def test_one_whole_sequence_per_sm_is_optimal_for_b132():
-    """b132-4096-q4: 132 equal sequences on 132 SMs; both schedulers give each SM one whole sequence, and no
-    schedule can beat that (every SM must move 1/132 of the KV; splitting only adds merges and stores)."""
+def test_b132_whole_sequences_and_the_slowest_sms():
+    """b132-4096-q4: 132 equal sequences on 132 SMs.  Static gives each SM one whole sequence.  With equal
+    SMs nothing beats that: each SM's time is the model's whole-partial time, a lower bound (every SM must
+    stream 1/132 of the KV, and splitting only adds stores and merges).  With the packaged model's SM rates
+    the slowest SMs end last; the makespan scheduler hands a few tiles of their sequences to the fastest
+    SMs, merges the halves, and ends sooner."""
     w = NAMED["b132-4096-q4"]
-    for scheduler in ("static", "makespan"):
-        s = make_schedule(w, 132, scheduler)
-        assert sorted(len(q) for q in s.queues) == [1] * 132 and all(t.final for t in s.tasks)
-    assert simulated_us(w, "makespan") == pytest.approx(simulated_us(w, "static"), rel=1e-6)
-    # without the prologue and the SMs' spread, each SM's time is the model's whole-partial time
+    s = make_schedule(w, 132, "static")
+    assert sorted(len(q) for q in s.queues) == [1] * 132 and all(t.final for t in s.tasks)
+    m = make_schedule(w, 132, "makespan")
+    pairs = m.params["split_pairs"]
+    assert pairs >= 1 and len(m.tasks) == 132 + 2 * pairs
+    factors = default().sm_factors(132)
+    split_seqs = {t.seq for t in m.tasks if t.op.name == "REDUCTION"}
+    slow_sms = {t.sm for t in m.tasks if t.op.name == "REDUCTION"}
+    assert len(split_seqs) == pairs and min(factors[list(slow_sms)]) > np.median(factors)
+    assert simulated_us(w, "makespan") < simulated_us(w, "static")
+    # without the prologue and the SMs' spread, each SM's time is the model's whole-partial time: the bound
     flat = dataclasses.replace(default(), first_load_ns=0.0, sm_spread=0.0)
-    one = simulate(encode(make_schedule(w, 132, "makespan", flat)), flat).makespan_ns / 1e3
-    assert one == pytest.approx(flat.partial_ns(4096, 64, True) / 1e3, rel=1e-3)
+    for scheduler in ("static", "makespan"):
+        one = simulate(encode(make_schedule(w, 132, scheduler, flat)), flat).makespan_ns / 1e3
+        assert one == pytest.approx(flat.partial_ns(4096, 64, True) / 1e3, rel=1e-3)
 
 
 @pytest.mark.parametrize("name", ["seed-representative", "b64-rand256to1024-q4"])
