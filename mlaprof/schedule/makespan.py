@@ -356,7 +356,25 @@ def _work_bound(tiles: np.ndarray, num_sms: int, c: _Costs, m_fill: dict[int, in
             tree_memo[key] = _tree(size, k)
         work += copies * count * sum(c.red[(len(ins), root, rrows)] for ins, root in tree_memo[key])
     longest_whole = float(tiles[whole].max()) * c.tau + c.a_f if whole.any() else 0.0
-    return max(work / num_sms, longest_whole)
+    return max(work / num_sms, longest_whole, _depth_bound(tiles, m, is_fill, c, k, rrows))
+
+
+def _depth_bound(tiles: np.ndarray, m: np.ndarray, is_fill: np.ndarray, c: _Costs, k: int, rrows: int) -> float:
+    """T >= each split sequence's leaves plus the merges above its shallowest leaf.  A leaf's deadline (rho)
+    is at least the sum of (merge + lag) along its path, each merge at least a 2-input one, and the path of
+    a tree of depth D over m leaves has at least max(1, D - 1) merges (``_tree`` hangs some leaves one level
+    up), the root's writing the output.  A filler's m leaves share its tiles, so one has >= tiles / m of
+    them (``_solve_fill``: T >= a_p + min rho + tiles * tau / m); a fixed-chunk sequence has a chunk of
+    ceil(tiles / m) tiles."""
+    split = m > 1
+    if not split.any():
+        return 0.0
+    ms, ts = m[split].astype(float), tiles[split].astype(float)
+    depth = np.ceil(np.log(ms) / math.log(k) - 1e-9)  # least D with k^D >= m
+    levels = np.maximum(1.0, depth - 1.0)
+    path = (c.lag + c.red[(2, True, rrows)]) + (levels - 1.0) * (c.lag + c.red[(2, False, rrows)])
+    leaf = np.where(is_fill[split], ts / ms, np.ceil(ts / ms)) * c.tau
+    return float((c.a_p + leaf + path).max())
 
 
 def tree_depth_ns(c: _Costs, m: np.ndarray, k: int, rows: int) -> np.ndarray:
@@ -430,6 +448,22 @@ def candidates(tiles: np.ndarray, num_sms: int, c: _Costs, s_q: int,
     return out
 
 
+def _distinct(cands: list, tiles: np.ndarray) -> list:
+    """The candidates less those that plan exactly like an earlier one: ``_plan`` reads a shape's chunk only
+    through the partial counts it gives the sequences that do not fill (one sequence filling every SM is
+    the same plan under every chunk).  The first of equals is kept, as the tie-break by order would."""
+    seen, out = set(), []
+    for name, m_fill, chunk, k, copies in cands:
+        fill = {i: m for i, m in m_fill.items() if m >= 2}
+        rest = np.maximum(1, -(-tiles // chunk))
+        rest[list(fill)] = 0
+        key = (tuple(sorted(fill.items())), rest.tobytes(), k, copies)
+        if key not in seen:
+            seen.add(key)
+            out.append((name, m_fill, chunk, k, copies))
+    return out
+
+
 def _sm_of(queues: list[list[int]], n: int) -> list[int]:
     sm_of = [0] * n
     for sm, q in enumerate(queues):
@@ -462,7 +496,7 @@ def makespan_schedule(workload: Workload, num_sms: int, cost: CostModel | None =
     trees: dict = {}
     # whole or per-token reductions: the kind whose tree level ends sooner (as static chooses)
     choice = (prefer_per_token(workload, cost),) if per_token is None else (per_token,)
-    cands = candidates(tiles, num_sms, c, s_q, choice)
+    cands = _distinct(candidates(tiles, num_sms, c, s_q, choice), tiles)
     # Plan the shapes in order of a closed-form lower bound on their T, and skip every shape whose bound
     # already exceeds the TIMED-th smallest T planned: it could not be among the timed ones.  The timed set
     # and its order (T, then candidate order) are what planning every shape gives.

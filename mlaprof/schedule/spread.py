@@ -30,7 +30,8 @@ PARTIAL, REDUCTION = int(fmt.Opcode.PARTIAL), int(fmt.Opcode.REDUCTION)
 
 def relabel(op, kv_len, queues: list[list[int]], cost: CostModel) -> list[list[int]] | None:
     """The queues permuted over the SMs, heaviest streaming on the fastest; None when every SM streams
-    at one rate (nothing to gain).  Stable sorts: equal queues keep their order."""
+    at one rate or every queue streams alike (nothing to gain).  Stable sorts: equal queues keep their
+    order."""
     f = cost.sm_factors(len(queues))
     if not np.any(f):
         return None
@@ -40,6 +41,8 @@ def relabel(op, kv_len, queues: list[list[int]], cost: CostModel) -> list[list[i
     owner = np.repeat(np.arange(len(queues)), qlen)
     tasks = np.fromiter(itertools.chain.from_iterable(queues), dtype=np.int64, count=int(qlen.sum()))
     weight = np.bincount(owner, weights=w[tasks], minlength=len(queues))
+    if not np.ptp(weight):
+        return None  # every queue streams alike: any permutation times the same
     out: list[list[int]] = [[] for _ in queues]
     for q, sm in zip(np.argsort(-weight, kind="stable").tolist(), np.argsort(f, kind="stable").tolist()):
         out[sm] = queues[q]
