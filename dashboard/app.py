@@ -11,7 +11,7 @@ from pathlib import Path
 
 import dash
 
-from dashboard import callbacks
+from dashboard import answers, callbacks
 from dashboard.files import TraceDir
 from dashboard.layout import build_layout
 from dashboard.store import TraceStore
@@ -23,9 +23,13 @@ DEFAULT_DIR = Path(__file__).resolve().parent.parent / "traces"  # the bundled t
 def create_app(root: str | Path = DEFAULT_DIR) -> dash.Dash:
     """The app for the traces under ``root``; only files inside it can ever be opened."""
     tdir = TraceDir(root)
+    store = TraceStore(tdir)
     app = dash.Dash(__name__, title="mlaprof dashboard", update_title=None)
-    app.layout = build_layout(f"serving {tdir.root}")
-    callbacks.register(app, TraceStore(tdir))
+    label = f"serving {tdir.root}"
+    # a function: each page load gets the current trace list and the first trace's Gantt in the page itself
+    app.layout = lambda: build_layout(label, answers.first_page(store))
+    callbacks.register(app, store)
+    app.mlaprof_store = store
     return app
 
 
@@ -44,6 +48,9 @@ def serve(root: str | Path = DEFAULT_DIR, host: str = "127.0.0.1", port: int = 8
         raise UserError(f"--port must be 1..65535, got {port}")
     app = create_app(root)
     _check_free(host, port)
+    # read and analyse the traces while the browser starts: the first page needs them (answers.first_page);
+    # a page asked for meanwhile waits for this load instead of starting its own (TraceStore.load)
+    threading.Thread(target=app.mlaprof_store.catalogue, daemon=True).start()
     if not _is_loopback(host):
         print(f"warning: serving on {host}: anyone who can reach this address can read the traces in {root}",
               file=sys.stderr)

@@ -4,30 +4,30 @@ from __future__ import annotations
 
 from dash import Input, Output, State, ctx, no_update
 
-from dashboard import figures, panels
+from dashboard import answers, figures, panels
 from dashboard.layout import IDS
 from dashboard.store import TraceStore
 from dashboard.view import after_relayout, view_of
 from mlaprof.errors import UserError
 
-_EMPTY = {"data": [], "layout": {"height": 300, "xaxis": {"visible": False}, "yaxis": {"visible": False}}}
+_EMPTY = answers.EMPTY_FIGURE
 _FILTERS = [Input(IDS[k], "value") for k in ("kinds", "opcodes", "sms", "seqs", "options")]
 
 
 def register(app, store: TraceStore) -> None:
+    # The first page arrives with the trace list, the filter widgets and the first Gantt filled in
+    # (answers.first_page), so these three do not run on page load, only when the user acts.
     @app.callback(
         Output(IDS["table"], "data"), Output(IDS["errors"], "children"), Output(IDS["a"], "options"),
         Output(IDS["b"], "options"), Output(IDS["a"], "value"),
         Input(IDS["refresh"], "n_clicks"), Input(IDS["table"], "active_cell"),
-        State(IDS["a"], "value"), State(IDS["table"], "derived_viewport_data"),
+        State(IDS["a"], "value"), State(IDS["table"], "derived_viewport_data"), prevent_initial_call=True,
     )
     def browse(_clicks, cell, current, viewport):
-        rows = store.catalogue()
-        paths = [r.path for r in rows]
-        pick = current if current in paths else next((r.path for r in rows if r.ok), paths[0] if paths else None)
+        clicked = None
         if ctx.triggered_id == IDS["table"] and cell and viewport and 0 <= cell.get("row", -1) < len(viewport):
-            pick = viewport[cell["row"]].get("path", pick)
-        return panels.records(rows), panels.load_errors(rows), panels.options(rows), panels.options(rows), pick
+            clicked = viewport[cell["row"]].get("path")
+        return answers.browse(store, current, clicked)
 
     # Order of work after a pick: filter widgets (cheap), then the Gantt, then the summary charts (the Gantt
     # is what the user waits for, and a browser draws one thing at a time).  The Gantt depends on the filter
@@ -35,35 +35,19 @@ def register(app, store: TraceStore) -> None:
     @app.callback(
         Output(IDS["sms"], "max"), Output(IDS["sms"], "value"), Output(IDS["seqs"], "options"),
         Output(IDS["seqs"], "value"),
-        Input(IDS["a"], "value"), State(IDS["sms"], "max"), State(IDS["seqs"], "value"),
+        Input(IDS["a"], "value"), State(IDS["sms"], "max"), State(IDS["seqs"], "value"), prevent_initial_call=True,
     )
     def filter_options(rel, sms_max, seqs):
-        keep_seqs = no_update if not seqs else []  # setting an unchanged value would re-run the Gantt
-        try:
-            ld = store.load(rel) if rel else None
-        except UserError:
-            ld = None
-        if ld is None:
-            return no_update, no_update, [], keep_seqs
-        last = ld.gantt.sm_count - 1
-        same = sms_max == last
-        return no_update if same else last, no_update if same else [0, last], ld.gantt.sequences, keep_seqs
+        return answers.filter_widgets(store, rel, sms_max, seqs)
 
     @app.callback(
         Output(IDS["gantt"], "figure"), Output(IDS["gantt_status"], "children"), Output(IDS["gantt_drawn"], "data"),
-        Input(IDS["a"], "value"), *_FILTERS, Input(IDS["gantt_view"], "data"),
+        Input(IDS["a"], "value"), *_FILTERS, Input(IDS["gantt_view"], "data"), prevent_initial_call=True,
     )
     def gantt(rel, kinds, opcodes, sms, seqs, flags, stored_view):
         drawn = rel if ctx.triggered_id in (None, IDS["a"]) else no_update  # a new trace: its summary is due
-        try:
-            ld = store.load(rel) if rel else None
-        except UserError:
-            ld = None  # the summary callback shows the error card
-        if ld is None:
-            return _EMPTY, "", drawn
-        fig, info = figures.gantt_figure(ld.gantt, panels.filters(kinds, opcodes, sms, seqs, flags),
-                                         view_of(stored_view, rel))
-        return fig, f"{rel}: {figures.describe(info)}", drawn
+        fig, status = answers.gantt(store, rel, kinds, opcodes, sms, seqs, flags, stored_view)
+        return fig, status, drawn
 
     @app.callback(
         Output(IDS["cards"], "children"), Output(IDS["sm_states"], "figure"), Output(IDS["kind_totals"], "figure"),
@@ -80,6 +64,8 @@ def register(app, store: TraceStore) -> None:
         return (panels.summary_cards(an), figures.sm_states_figure(an), figures.kind_totals_figure(an),
                 figures.duration_histogram_figure(an), [])
 
+    # (the summary runs on page load too: the first page's Gantt is already in the layout, so its summary
+    # charts load while it draws, never before it)
     # zoom/pan -> view store -> figure.  A relayout that changes nothing (plotly's {"autosize": true} after a
     # draw) must not re-run the figure callback: Dash drops the answer of a call overtaken by a newer one.
     @app.callback(

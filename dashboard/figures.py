@@ -241,6 +241,13 @@ def _boundary_trace(sm, x, raw: bool, axes: dict, legend: bool) -> dict:
     }
 
 
+def warm(data: GanttData) -> None:
+    """Build what the default view of this trace needs (all kinds, no filter), once, when it is loaded."""
+    p = prepared.for_filters(data, Filters(), [k for k in DRAW_ORDER if k in Filters().kinds])
+    if len(p.idx) > lod.RAW_LIMIT:
+        p.pyramid()
+
+
 def describe(info: dict) -> str:
     """One status line for what a Gantt panel drew."""
     if info["raw"]:

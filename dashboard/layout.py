@@ -1,6 +1,8 @@
 """The page: trace browser on top, then a Gantt tab (filters, Gantt, summary) and a Diff tab.
 
 Component ids are the contract with callbacks.py and the browser tests; they are listed in ``IDS``.
+``build_layout`` takes the first page's content (``answers.first_page``): the page then arrives with the
+trace list, the filter widgets and the first trace's Gantt in it.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ def _kind_option(kind: str) -> dict:
     return {"label": html.Span([swatch, KIND_LABEL[kind]], style={"marginRight": "12px"}), "value": kind}
 
 
-def _filters() -> html.Div:
+def _filters(first) -> html.Div:
     return html.Div(style={**_CARD, "display": "flex", "flexWrap": "wrap", "gap": "18px", "alignItems": "center"},
                     children=[
         html.Div([html.Span("kinds", style=_LABEL),
@@ -52,11 +54,13 @@ def _filters() -> html.Div:
                                 inline=True, inputStyle={"marginLeft": "8px"})]),
         html.Div(style={"width": "340px"}, children=[
             html.Span("SMs", style=_LABEL),
-            dcc.RangeSlider(id=IDS["sms"], min=0, max=131, step=1, value=[0, 131], marks=None,
+            dcc.RangeSlider(id=IDS["sms"], min=0, max=first.sms_max if first else 131, step=1,
+                            value=first.sms if first else [0, 131], marks=None,
                             tooltip={"placement": "bottom", "always_visible": False}, allowCross=False),
         ]),
         html.Div(style={"width": "260px"}, children=[
-            dcc.Dropdown(id=IDS["seqs"], multi=True, placeholder="all sequences", options=[], value=[]),
+            dcc.Dropdown(id=IDS["seqs"], multi=True, placeholder="all sequences",
+                         options=first.seq_options if first else [], value=[]),
         ]),
         dcc.Checklist(id=IDS["options"], inline=True, inputStyle={"marginLeft": "8px"}, value=["boundaries"],
                       options=[{"label": "roles as sub-rows", "value": "split"},
@@ -64,16 +68,17 @@ def _filters() -> html.Div:
     ])
 
 
-def _browser() -> html.Div:
+def _browser(first) -> html.Div:
     return html.Div([
         html.Div(style={"display": "flex", "gap": "12px", "alignItems": "center"}, children=[
             html.H3("Traces", style={"margin": "4px 0"}),
             html.Span(id=IDS["root"], style={"color": "#555"}),
             html.Button("rescan", id=IDS["refresh"], n_clicks=0),
         ]),
-        html.Div(id=IDS["errors"]),
+        html.Div(id=IDS["errors"], children=first.errors if first else []),
         dash_table.DataTable(
-            id=IDS["table"], columns=[{"id": c, "name": n, "type": t} for c, n, t in TABLE_COLUMNS], data=[],
+            id=IDS["table"], columns=[{"id": c, "name": n, "type": t} for c, n, t in TABLE_COLUMNS],
+            data=first.table if first else [],
             sort_action="native", filter_action="native", page_size=12,
             style_table={"overflowX": "auto"}, style_cell={"fontFamily": "sans-serif", "fontSize": "13px",
                                                           "padding": "3px 8px", "textAlign": "left"},
@@ -83,18 +88,23 @@ def _browser() -> html.Div:
         ),
         html.Div(style={"display": "flex", "gap": "16px", "marginTop": "8px"}, children=[
             html.Div(style={"flex": "1"}, children=[html.Span("trace (A)", style=_LABEL),
-                                                    dcc.Dropdown(id=IDS["a"], clearable=False, placeholder="pick a trace")]),
+                                                    dcc.Dropdown(id=IDS["a"], clearable=False, placeholder="pick a trace",
+                                                                 options=first.options if first else [],
+                                                                 value=first.pick if first else None)]),
             html.Div(style={"flex": "1"}, children=[html.Span("compare with (B)", style=_LABEL),
-                                                    dcc.Dropdown(id=IDS["b"], placeholder="pick a second trace to diff")]),
+                                                    dcc.Dropdown(id=IDS["b"], placeholder="pick a second trace to diff",
+                                                                 options=first.options if first else [])]),
         ]),
     ])
 
 
-def _gantt_tab() -> dcc.Tab:
+def _gantt_tab(first) -> dcc.Tab:
     return dcc.Tab(label="Gantt", value="gantt", children=[
         html.Div(id=IDS["gantt_error"]),
-        html.Div(id=IDS["gantt_status"], style={"color": "#555", "margin": "6px 0"}),
-        dcc.Loading(dcc.Graph(id=IDS["gantt"], config=_GRAPH_CONFIG, figure={"data": [], "layout": {"height": 420}}),
+        html.Div(id=IDS["gantt_status"], style={"color": "#555", "margin": "6px 0"},
+                 children=first.status if first else ""),
+        dcc.Loading(dcc.Graph(id=IDS["gantt"], config=_GRAPH_CONFIG,
+                              figure=first.figure if first else {"data": [], "layout": {"height": 420}}),
                     delay_show=400),
         html.H3("Summary", style={"marginBottom": "4px"}),
         html.Div(id=IDS["cards"], style={"display": "flex", "gap": "10px", "flexWrap": "wrap"}),
@@ -116,14 +126,15 @@ def _diff_tab() -> dcc.Tab:
     ])
 
 
-def build_layout(root_label: str) -> html.Div:
+def build_layout(root_label: str, first=None) -> html.Div:
     return html.Div(style={"fontFamily": "sans-serif", "margin": "10px 18px"}, children=[
         html.H2("mlaprof: per-SM timelines of the MLA-decode megakernel", style={"margin": "4px 0 8px"}),
         dcc.Store(id=IDS["gantt_view"], data={}),
         dcc.Store(id=IDS["diff_view"], data={}),
-        dcc.Store(id=IDS["gantt_drawn"], data=None),  # the trace whose Gantt was just drawn: its summary is next
+        # the trace whose Gantt was just drawn: its summary is next (on page load: the first page's trace)
+        dcc.Store(id=IDS["gantt_drawn"], data=first.pick if first else None),
         html.Div(root_label, id="root-dir", style={"display": "none"}),
-        _browser(),
-        html.Div(_filters(), style={"margin": "10px 0"}),
-        dcc.Tabs(id=IDS["tabs"], value="gantt", children=[_gantt_tab(), _diff_tab()]),
+        _browser(first),
+        html.Div(_filters(first), style={"margin": "10px 0"}),
+        dcc.Tabs(id=IDS["tabs"], value="gantt", children=[_gantt_tab(first), _diff_tab()]),
     ])

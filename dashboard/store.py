@@ -4,6 +4,10 @@ A trace is read once (memory-mapped), analysed once with ``mlaprof.analysis`` an
 ``mlaprof.diff``; zooming and filtering then only index cached arrays.  Entries are keyed by the file's
 real path, size and modification time, so a trace rewritten in place (``write_trace`` renames a new file
 over it) is read again.  A file that cannot be used keeps its one-line error, shown as an error card.
+Loading also builds what the default (unfiltered, unzoomed) Gantt needs (``figures.warm``: the filtered
+arrays and, for big traces, the pyramid), so the first figure of a trace costs what any later one does.
+Each trace is loaded by one thread at a time: callbacks run in parallel threads, and a page that asks for
+the Gantt and the summary of a new trace at once must not read and analyse it twice.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import dataclasses
 import threading
 from pathlib import Path
 
+from dashboard import figures
 from dashboard.data import GanttData
 from dashboard.files import TraceDir
 from mlaprof import analysis, diff
@@ -72,6 +77,7 @@ class TraceStore:
         self._rows: dict[tuple, Row] = {}
         self._diffs: collections.OrderedDict[tuple, diff.Diff] = collections.OrderedDict()
         self._lock = threading.RLock()  # Flask serves callbacks from several threads
+        self._loading: dict[tuple, threading.Lock] = {}  # one per trace being loaded
 
     def _key(self, rel: str) -> tuple:
         real = self.dir.resolve(rel)  # the safety gate: raises for anything outside DIR
@@ -85,11 +91,24 @@ class TraceStore:
             if key in self._loaded:
                 self._loaded.move_to_end(key)
                 return self._loaded[key]
+            gate = self._loading.setdefault(key, threading.Lock())
+        with gate:  # a second caller for the same trace waits here, then finds it loaded
+            with self._lock:
+                if key in self._loaded:
+                    return self._loaded[key]
+            try:
+                return self._read(rel, key)
+            finally:
+                with self._lock:
+                    self._loading.pop(key, None)
+
+    def _read(self, rel: str, key: tuple) -> Loaded:
         real = key[0]
         try:
             trace = read_trace(Path(real))
             an = analysis.analyze(trace)
             gantt = GanttData.of(trace, rel)
+            figures.warm(gantt)
         except UserError as e:
             raise UserError(str(e).replace(real, rel)) from None  # the page shows paths under DIR only
         except Exception as e:  # noqa: BLE001 - a damaged or foreign file must give an error card, not a 500

@@ -30,14 +30,23 @@ DRAWN = """
 const gd = document.querySelector(arguments[0] + ' .js-plotly-plot');
 if (!gd || !gd._fullData) return null;
 const out = {};
+const add = (key, sm) => { (out[key] = out[key] || new Set()).add(sm); };
 for (const t of gd._fullData) {
-  if (t.mode !== 'lines' || !t.visible) continue;
-  const key = (t.yaxis || 'y') + '|' + t.legendgroup;
-  const sms = new Set();
-  for (let i = 0; i < t.y.length; i++) { const v = t.y[i]; if (v === v && v !== null) sms.add(Math.round(v)); }
-  out[key] = Array.from(sms);
+  if (!t.visible) continue;
+  const axis = t.yaxis || 'y';
+  if (t.type === 'heatmap' && t.meta && t.meta.kinds) {  // aggregated: cell value -> kind, row -> SM
+    for (let i = 0; i < t.z.length; i++)
+      for (let j = 0; j < t.z[i].length; j++)
+        if (t.z[i][j] > 0) add(axis + '|' + t.meta.kinds[t.z[i][j]], Math.round(t.y[i]));
+    continue;
+  }
+  if (t.mode !== 'lines') continue;
+  out[axis + '|' + t.legendgroup] = out[axis + '|' + t.legendgroup] || new Set();
+  for (let i = 0; i < t.y.length; i++) { const v = t.y[i]; if (v === v && v !== null) add(axis + '|' + t.legendgroup, Math.round(v)); }
 }
-return out;
+const res = {};
+for (const k in out) res[k] = Array.from(out[k]);
+return res;
 """
 
 
@@ -65,6 +74,8 @@ def _good(root: Path) -> list[str]:
 def _start(dash_duo, root: Path):
     dash_duo.start_server(create_app(root))
     dash_duo.wait_for_element("#gantt .js-plotly-plot", timeout=20)
+    # the first trace's Gantt and status come with the page (answers.first_page), not from a callback
+    assert dash_duo.find_element("#gantt-status").text.startswith(_good(root)[0] + ":")
     return dash_duo
 
 
@@ -210,6 +221,17 @@ def test_filters_zoom_and_diff(dash_duo, served):
     big = "synthetic/synthetic-60k__static.arrow"
     _pick(dash_duo, "#trace-a", big)
     dash_duo.wait_for_contains_text("#gantt-status", "aggregated", timeout=30)
+    # an aggregated cell's hover says it is one, and how much of the cell its kind fills
+    label = dash_duo.driver.execute_async_script("""
+        const done = arguments[arguments.length - 1];
+        const gd = document.querySelector('#gantt .js-plotly-plot');
+        const t = gd._fullData.find(t => t.type === 'heatmap');
+        let i = 0, j = 0;
+        outer: for (i = 0; i < t.z.length; i++) for (j = 0; j < t.z[i].length; j++) if (t.z[i][j] > 0) break outer;
+        Plotly.Fx.hover(gd, {xval: t.x0 + j * t.dx, yval: t.y[i]});
+        setTimeout(() => { const h = gd.querySelector('.hovertext'); done(h ? h.textContent : null); }, 300);""")
+    for words in ("aggregated", "kind ", "% of this", "zoom in"):
+        assert label and words in label, (words, label)
     dash_duo.driver.execute_script(
         "Plotly.relayout(document.querySelector('#gantt .js-plotly-plot'), {'xaxis.range': [100, 104]});")
     dash_duo.wait_for_contains_text("#gantt-status", "one by one", timeout=30)
