@@ -46,7 +46,7 @@ import numpy as np
 
 from mlaprof import format as fmt
 from mlaprof.costmodel import CostModel, resolve
-from mlaprof.schedule.plan import ScheduleError, build_tasks, evaluate
+from mlaprof.schedule.plan import ScheduleError, TaskCosts, build_tasks, task_costs, timeline
 from mlaprof.schedule.spread import offload, relabel
 from mlaprof.schedule.static import best_static_plan, group_sizes, merge_levels, prefer_per_token
 from mlaprof.schedule.tasks import Schedule
@@ -472,11 +472,16 @@ def _sm_of(queues: list[list[int]], n: int) -> list[int]:
     return sm_of
 
 
-def _timed(cols: dict, params: dict, cost: CostModel, order: int):
-    """(span, order, params, columns, start, end): the columns timed on the task-level timeline."""
-    op, kv0, kv1, inputs = cols["op"], cols["kv0"], cols["kv1"], cols["inputs"]
-    start, end = evaluate(op, np.asarray(kv1) - np.asarray(kv0), [len(i) for i in inputs], cols["final"], inputs,
-                          cols["queues"], np.asarray(cols["qn"]) * fmt.NUM_HEADS_Q, cost)
+def _costs(cols: dict, cost: CostModel) -> TaskCosts:
+    op, inputs = cols["op"], cols["inputs"]
+    return task_costs(op, np.asarray(cols["kv1"]) - np.asarray(cols["kv0"]), [len(i) for i in inputs], cols["final"],
+                      np.asarray(cols["qn"]) * fmt.NUM_HEADS_Q, cost)
+
+
+def _timed(cols: dict, params: dict, costs: TaskCosts, order: int):
+    """(span, order, params, columns, start, end): the columns timed on the task-level timeline (``costs``:
+    their ``plan.task_costs``, shared by layouts of one task set)."""
+    start, end = timeline(costs, cols["inputs"], cols["queues"])
     return float(end.max()), order, params, cols, start, end
 
 
@@ -520,12 +525,13 @@ def makespan_schedule(workload: Workload, num_sms: int, cost: CostModel | None =
             params["chunk_tokens"] = plan["chunk"] * TILE
         cols = {"op": op, "seq": seq_of, "kv0": kv0, "kv1": kv1, "inputs": inputs, "final": final, "q0": q0,
                 "qn": qn, "queues": queues}
-        timed.append(_timed(cols, params, cost, len(timed)))
+        costs = _costs(cols, cost)
+        timed.append(_timed(cols, params, costs, len(timed)))
         # the plan assumed equal SMs: its queues on the SMs by their streaming rates, timed too (the
         # permutation is a heuristic and can lose, e.g. on few SMs with long queues)
         moved = relabel(op, [b - a for a, b in zip(kv0, kv1)], queues, cost)
         if moved is not None:
-            timed.append(_timed({**cols, "queues": moved}, {**params, "sm_order": "by-rate"}, cost, len(timed)))
+            timed.append(_timed({**cols, "queues": moved}, {**params, "sm_order": "by-rate"}, costs, len(timed)))
     # the static schedule is one more rollout (as it is, and on the SMs by rate): where no backward plan
     # beats it, it is the answer
     base = best_static_plan(workload, num_sms, cost, per_token=per_token)
@@ -535,12 +541,13 @@ def makespan_schedule(workload: Workload, num_sms: int, cost: CostModel | None =
     timed.append((float(base["end"].max()), len(timed), base_params, base_cols, base["start"], base["end"]))
     moved = relabel(base["op"], base["kv1"] - base["kv0"], base["queues"], cost)
     if moved is not None:
-        timed.append(_timed({**base_cols, "queues": moved}, {**base_params, "sm_order": "by-rate"}, cost, len(timed)))
+        timed.append(_timed({**base_cols, "queues": moved}, {**base_params, "sm_order": "by-rate"}, base["costs"],
+                            len(timed)))
     span, _, params, cols, start, end = min(timed, key=lambda x: (x[0], x[1]))
     # SMs that end last running one whole sequence each: split it with a fast SM, if that ends sooner
     n0 = len(cols["op"])
     for split in offload({**cols, "sm": _sm_of(cols["queues"], n0)}, end, s_q, cost):
-        tried = _timed(split, {**params, "split_pairs": (len(split["op"]) - n0) // 2}, cost, 0)
+        tried = _timed(split, {**params, "split_pairs": (len(split["op"]) - n0) // 2}, _costs(split, cost), 0)
         if tried[0] < span:
             span, _, params, cols, start, end = tried
     op, seq_of, kv0, kv1, inputs, final, q0, qn, queues = (

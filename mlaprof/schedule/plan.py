@@ -11,6 +11,7 @@ are compared on; ``mlaprof.sim`` gives the per-tile picture (and the two agree c
 from __future__ import annotations
 
 import dataclasses
+from typing import Callable
 
 import numpy as np
 
@@ -37,13 +38,14 @@ def durations(ops, kv_len, fanin, final, rows, cost: CostModel) -> np.ndarray:
 def evaluate(op, kv_len, fanin, final, inputs, queues, rows, cost: CostModel,
              stages: int = 4, method: str = "auto") -> tuple[np.ndarray, np.ndarray]:
     """(start_ns, end_ns) per task (instruction fetch to store end).  ``rows``: query rows per task (or one
-    count for all).  Raises ScheduleError naming the stuck SMs when the queues deadlock.
+    count for all).  Raises ScheduleError naming the stuck SMs when the queues deadlock.  The same as
+    ``timeline(task_costs(...), inputs, queues)``; callers that time one task set on several queue layouts
+    compute ``task_costs`` once."""
+    return timeline(task_costs(op, kv_len, fanin, final, rows, cost, stages), inputs, queues, method)
 
-    Each task's times depend only on its SM's previous task and its inputs' ends, so any order that runs a
-    task after those gives the same numbers.  ``method="rounds"`` advances every SM whose next task is ready
-    at once, in numpy (a few rounds when queues are short: the usual many-SM case); ``"loop"`` walks one SM
-    at a time in Python (cheaper below a thousand-odd tasks); ``"auto"`` picks by task count and queue shape.  Both do
-    the same float operations in the same order per task, so they agree bit for bit."""
+
+def task_costs(op, kv_len, fanin, final, rows, cost: CostModel, stages: int = 4) -> "TaskCosts":
+    """Per-task phase durations of the timeline: they depend on the tasks, not on which SM runs them."""
     n = len(op)
     is_partial = np.asarray(op) == fmt.Opcode.PARTIAL
     rows = np.broadcast_to(np.asarray(rows), (n,))
@@ -52,25 +54,36 @@ def evaluate(op, kv_len, fanin, final, inputs, queues, rows, cost: CostModel,
     last = kv_len - fmt.KV_TILE_TOKENS * (tiles - 1)
     lf, cf = cost.load_ns(fmt.KV_TILE_TOKENS), cost.compute_ns(fmt.KV_TILE_TOKENS, rows)
     ll, cl = cost.load_ns(last), cost.compute_ns(last, rows)
-    c = _TaskCosts(
+    return TaskCosts(
         first_load=np.where(tiles == 1, ll, lf), loads=(tiles - 1) * lf + ll, comps=(tiles - 1) * cf + cl,
         last_comp=np.asarray(cl, dtype=float), merge=np.asarray(cost.reduce_ns(np.asarray(fanin), rows), dtype=float),
         store=np.asarray(cost.store_ns(rows, np.asarray(final, dtype=bool), ~is_partial), dtype=float),
         setups=np.asarray(cost.setup(~is_partial), dtype=float), partial=is_partial,
-        ahead=np.asarray((stages - 1) * cf, dtype=float),
-        # SMs stream at different rates (CostModel.sm_spread): a partial of n tiles on SM s loads at
-        # 1 + spread_s / sqrt(n)
-        spread=np.asarray(cost.sm_factors(len(queues)), dtype=float), inv_sqrt=1.0 / np.sqrt(tiles),
-        lat=float(cost.sem_latency_ns), first_load_ns=float(cost.first_load_ns),
+        ahead=np.asarray((stages - 1) * cf, dtype=float), inv_sqrt=1.0 / np.sqrt(tiles),
+        lat=float(cost.sem_latency_ns), first_load_ns=float(cost.first_load_ns), sm_factors=cost.sm_factors,
     )
+
+
+def timeline(c: "TaskCosts", inputs, queues, method: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+    """(start_ns, end_ns) per task of ``c``'s tasks run in ``queues`` (``evaluate``).
+
+    Each task's times depend only on its SM's previous task and its inputs' ends, so any order that runs a
+    task after those gives the same numbers.  ``method="rounds"`` advances every SM whose next task is ready
+    at once, in numpy; ``"loop"`` walks one SM at a time in Python (cheaper below a thousand-odd tasks);
+    ``"auto"`` picks by task count and queue shape.  Both do the same float operations in the same order
+    per task, so they agree bit for bit."""
+    n = len(c.partial)
+    # SMs stream at different rates (CostModel.sm_spread): a partial of n tiles on SM s loads at
+    # 1 + spread_s / sqrt(n)
+    spread = np.asarray(c.sm_factors(len(queues)), dtype=float)
     longest = max(map(len, queues), default=0)
     # measured (2 CPUs): the per-SM walk is faster up to a couple of thousand tasks, the rounds beyond
     if method == "rounds" or (method == "auto" and n >= 16 * longest and n >= 1024):
-        start, end, ptr, done = _evaluate_rounds(c, inputs, queues)
+        start, end, ptr, done = _evaluate_rounds(c, spread, inputs, queues)
     else:
-        start, end, ptr, done = _evaluate_loop(c, inputs, queues)
-    stuck = [sm for sm in range(len(queues)) if ptr[sm] < len(queues[sm])]
-    if stuck:
+        start, end, ptr, done = _evaluate_loop(c, spread, inputs, queues)
+    if sum(ptr) != sum(map(len, queues)):  # some SM stopped short of its queue's end
+        stuck = [sm for sm in range(len(queues)) if ptr[sm] < len(queues[sm])]
         desc = ", ".join(
             f"SM {sm} (task {queues[sm][ptr[sm]]} waits on task "
             f"{next(i for i in inputs[queues[sm][ptr[sm]]] if not done[i])})"
@@ -81,8 +94,8 @@ def evaluate(op, kv_len, fanin, final, inputs, queues, rows, cost: CostModel,
 
 
 @dataclasses.dataclass
-class _TaskCosts:
-    """Per-task planned phase durations (ns) that ``evaluate`` composes; arrays indexed by task id."""
+class TaskCosts:
+    """Per-task planned phase durations (ns) that ``timeline`` composes; arrays indexed by task id."""
 
     first_load: np.ndarray
     loads: np.ndarray
@@ -93,18 +106,18 @@ class _TaskCosts:
     setups: np.ndarray
     partial: np.ndarray
     ahead: np.ndarray
-    spread: np.ndarray
     inv_sqrt: np.ndarray
     lat: float
     first_load_ns: float
+    sm_factors: Callable[[int], np.ndarray]  # the cost model's per-SM rate factors, by SM count
 
 
-def _evaluate_loop(c: _TaskCosts, inputs, queues):
+def _evaluate_loop(c: TaskCosts, spread_sm: np.ndarray, inputs, queues):
     """One SM at a time until it blocks on an unfinished input; the blocker's completion wakes it."""
     n = len(c.partial)
     first_load, loads, comps, last_comp = c.first_load.tolist(), c.loads.tolist(), c.comps.tolist(), c.last_comp.tolist()
     merge, store, setups, partial = c.merge.tolist(), c.store.tolist(), c.setups.tolist(), c.partial.tolist()
-    ahead, spread, inv_sqrt, lat = c.ahead.tolist(), c.spread.tolist(), c.inv_sqrt.tolist(), c.lat
+    ahead, spread, inv_sqrt, lat = c.ahead.tolist(), spread_sm.tolist(), c.inv_sqrt.tolist(), c.lat
     start = [0.0] * n
     end = [-1.0] * n
     done = [False] * n
@@ -153,7 +166,7 @@ def _evaluate_loop(c: _TaskCosts, inputs, queues):
     return start, end, ptr, done
 
 
-def _evaluate_rounds(c: _TaskCosts, inputs, queues):
+def _evaluate_rounds(c: TaskCosts, spread_sm: np.ndarray, inputs, queues):
     """Every SM whose next task is ready runs it, all at once in numpy, until none is ready.  The float
     operations per task are the loop's, in its order (max() where the loop compares), so results match it."""
     n = len(c.partial)
@@ -191,7 +204,7 @@ def _evaluate_rounds(c: _TaskCosts, inputs, queues):
         part = c.partial[t]
         if part.any():
             ps, pt, pi = sm[part], t[part], issue[part]
-            f = 1.0 + c.spread[ps] * c.inv_sqrt[pt]
+            f = 1.0 + spread_sm[ps] * c.inv_sqrt[pt]
             ls = np.maximum(prod[ps], qfree[ps])
             le = ls + c.loads[pt] * f
             c0 = np.maximum(ls + c.first_load[pt] * f, pi)

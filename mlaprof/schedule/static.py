@@ -17,7 +17,7 @@ import numpy as np
 
 from mlaprof import format as fmt
 from mlaprof.costmodel import CostModel, resolve
-from mlaprof.schedule.plan import ScheduleError, build_tasks, durations, evaluate
+from mlaprof.schedule.plan import ScheduleError, build_tasks, durations, task_costs, timeline
 from mlaprof.schedule.tasks import Schedule
 from mlaprof.workloads import Workload
 
@@ -126,7 +126,8 @@ def split_all(lens: np.ndarray, chunk: int) -> tuple[np.ndarray, np.ndarray, np.
 
 def static_plan(workload: Workload, num_sms: int, cost: CostModel, fanin: int = fmt.MAX_FANIN,
                 per_token: bool = False) -> dict:
-    """The static schedule as task columns, queues and timeline (no Task objects: cheap to compare).
+    """The static schedule as task columns, queues and timeline (no Task objects: cheap to compare), and
+    the timeline's per-task costs (``costs``: to time the same tasks on other queues).
 
     Task ids: the partials in sequence order, then per split sequence its tree (per token: the tree once
     per query token, reduction ids shifted, the leaves shared)."""
@@ -212,7 +213,8 @@ def static_plan(workload: Workload, num_sms: int, cost: CostModel, fanin: int = 
         queues[sm].append(tid)
         push(heap, (e, sm))
 
-    start, end_ns = evaluate(op, kv_len, fan, final, inputs, queues, rows, cost)
-    return {"op": op, "seq": seq_a.tolist() + r_seq, "q0": [0] * num_partials + r_q0, "qn": qn, "kv0": kv0,
+    costs = task_costs(op, kv_len, fan, final, rows, cost)
+    start, end_ns = timeline(costs, inputs, queues)
+    return {"costs": costs, "op": op, "seq": seq_a.tolist() + r_seq, "q0": [0] * num_partials + r_q0, "qn": qn, "kv0": kv0,
             "kv1": kv1, "inputs": inputs, "final": final, "sm": sm_of, "queues": queues, "start": start,
             "end": end_ns, "chunk": chunk, "per_token": per_token}
