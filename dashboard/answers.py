@@ -55,8 +55,8 @@ def gantt(store: TraceStore, rel: str | None, kinds, opcodes, sms, seqs, flags, 
         ld = store.load(rel) if rel else None
     except UserError:
         ld = None
-    if ld is None:
-        return EMPTY_FIGURE, ""
+    if ld is None:  # (uirevision names the trace: the summary waits for the Gantt of this trace, see callbacks)
+        return {"data": [], "layout": {**EMPTY_FIGURE["layout"], "uirevision": f"{rel}|none"}}, ""
     fig, info = figures.gantt_figure(ld.gantt, panels.filters(kinds, opcodes, sms, seqs, flags),
                                      view_of(stored_view, rel))
     return fig, f"{rel}: {figures.describe(info)}"

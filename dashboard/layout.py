@@ -17,7 +17,7 @@ IDS = {
     "a": "trace-a", "b": "trace-b", "tabs": "tabs",
     "kinds": "filter-kinds", "opcodes": "filter-opcodes", "sms": "filter-sms", "seqs": "filter-seqs",
     "options": "filter-options",
-    "gantt": "gantt", "gantt_view": "gantt-view", "gantt_drawn": "gantt-drawn", "gantt_status": "gantt-status", "gantt_error": "gantt-error",
+    "gantt": "gantt", "gantt_view": "gantt-view", "gantt_drawn": "gantt-drawn", "summary_due": "summary-due", "gantt_status": "gantt-status", "gantt_error": "gantt-error",
     "cards": "summary-cards", "sm_states": "summary-sm-states", "kind_totals": "summary-kind-totals",
     "durations": "summary-durations",
     "diff": "diff-gantt", "diff_view": "diff-view", "diff_status": "diff-status", "diff_error": "diff-error",
@@ -133,6 +133,7 @@ def build_layout(root_label: str, first=None) -> html.Div:
         dcc.Store(id=IDS["diff_view"], data={}),
         # the trace whose Gantt was just drawn: its summary is next (on page load: the first page's trace)
         dcc.Store(id=IDS["gantt_drawn"], data=first.pick if first else None),
+        dcc.Store(id=IDS["summary_due"], data=None),  # set in the browser once that Gantt is painted
         html.Div(root_label, id="root-dir", style={"display": "none"}),
         _browser(first),
         html.Div(_filters(first), style={"margin": "10px 0"}),
