@@ -187,8 +187,12 @@ def _plan(lens, tiles, num_sms: int, c: _Costs, m_fill: dict[int, int], chunk: i
     # ---- tail: reversed list scheduling of reductions and fixed partials ------------------------------
     sm_heap = [(0.0, s) for s in range(num_sms)]
     place = {}  # ("r", seq, idx, q) | ("p", seq, leaf) -> (sm, rev_start, rev_end)
-    rho = {}  # (seq, leaf) -> reversed time the filler leaf may start (its deadline)
-    pend = {}  # (seq, leaf) -> readers not placed yet (a leaf waits for all of its per-token readers)
+    # per split sequence, per leaf: the reversed time it may start (its deadline: the latest of its readers'
+    # ends plus the lag) and its readers not placed yet (a leaf waits for all of its per-token readers);
+    # ``first_read`` lists the leaves in the order their deadline was first set
+    rho_l = {i: [0.0] * len(leaves[i]) for i in trees}
+    pend_l = {i: [copies] * len(leaves[i]) for i in trees}
+    first_read = []
     ready = []
     # per tree: each reduction's planned ns and its inputs split into reductions and leaves
     red_ns, lag, a_p, tau = c.red, c.lag, c.a_p, c.tau
@@ -214,14 +218,17 @@ def _plan(lens, tiles, num_sms: int, c: _Costs, m_fill: dict[int, int], chunk: i
             dl = end + lag
             for j in red_in:
                 push(ready, (dl, i, j, True, q))
-            for j in leaf_in:
-                key = (i, j)
-                left = pend.get(key, copies) - 1
-                pend[key] = left
-                if dl > rho.get(key, 0.0):
-                    rho[key] = dl
-                if left == 0 and leaves[i][j] is not None:
-                    push(ready, (rho.pop(key), i, j, False, 0))
+            if leaf_in:
+                rho_i, pend_i, fixed = rho_l[i], pend_l[i], leaves[i][0] is not None
+                for j in leaf_in:
+                    left = pend_i[j] - 1
+                    pend_i[j] = left
+                    if dl > rho_i[j]:
+                        if rho_i[j] == 0.0:  # set once above 0: its first deadline
+                            first_read.append((i, j))
+                        rho_i[j] = dl
+                    if left == 0 and fixed:
+                        push(ready, (rho_i[j], i, j, False, 0))
         else:
             end = start + a_p + leaves[i][idx] * tau
             place[("p", i, idx)] = (s, start, end)
@@ -232,6 +239,7 @@ def _plan(lens, tiles, num_sms: int, c: _Costs, m_fill: dict[int, int], chunk: i
 
     # ---- fill: filler leaves onto the least busy SMs, deepest deadline with the busiest of those ---------
     T = float(tail.max())
+    rho = {key: rho_l[key[0]][key[1]] for key in first_read if leaves[key[0]][0] is None}  # the fillers' leaves
     keys = sorted(rho, key=lambda key: -rho[key])
     sm_of_leaf, start_of_leaf = {}, {}
     used = tail.copy()
