@@ -317,7 +317,8 @@ def diff_figure(a: GanttData, b: GanttData, f: Filters, view: View, **lod_args) 
             {"text": f"<b>B</b>: {b.label} (makespan {b.makespan_us:.2f} µs)", "xref": "paper", "yref": "paper",
              "x": 0, "y": 0.47, "yanchor": "bottom", "showarrow": False, "yshift": 4},
         ],
-        "legend": {"orientation": "h", "y": 1.06, "yanchor": "bottom", "x": 0.5},
+        "legend": {"orientation": "h", "y": 1.06, "yanchor": "bottom", "x": 0.5,  # (see gantt_figure)
+                   **({} if top[1]["raw"] and bottom[1]["raw"] else {"itemclick": False, "itemdoubleclick": False})},
         "hovermode": "closest", "hoverdistance": HOVER_DISTANCE_PX, "plot_bgcolor": "white",
         "uirevision": f"{a.label}|{b.label}|{f.split_roles}|{f.sm_range}",
     }

@@ -53,15 +53,26 @@ class Prepared:
         self.mark_sm, self.mark_x = sm[order].astype(np.int64), x[order]
         self.sm_count = data.sm_count
         self._pyramid: Pyramid | None = None
-        self._lock = threading.Lock()
+        self._build_lock = threading.Lock()  # callbacks run in threads: one builds, the others wait for it
+        self._started = False
 
     def pyramid(self, target: int = lod.BUCKETS, raw_limit: int = lod.RAW_LIMIT) -> Pyramid:
-        with self._lock:  # callbacks run in threads: build once, the others wait for it
+        """The pyramid, built now if nobody has yet (blocks while another thread builds it)."""
+        with self._build_lock:
             if self._pyramid is None:
                 b0 = finest_buckets(len(self.idx), self.n_rows, len(self.priority), target, raw_limit)
                 self._pyramid = Pyramid(self.row, self.kind, self.start, self.end, self.n_rows, self.priority,
                                         self.extent, b0, self.mark_sm, self.mark_x, self.sm_count)
             return self._pyramid
+
+    def ready_pyramid(self, target: int = lod.BUCKETS, raw_limit: int = lod.RAW_LIMIT) -> Pyramid | None:
+        """The pyramid if built; else None, and it starts building in the background.  A new filter set's
+        first view is then computed directly (what a view cost before the pyramid), not made to wait for a
+        build that costs about twice that, and the zooms after it get the pyramid."""
+        if self._pyramid is None and not self._started:
+            self._started = True
+            threading.Thread(target=self.pyramid, args=(target, raw_limit), daemon=True).start()
+        return self._pyramid
 
     def select(self, window: lod.Window, sms: tuple[int, int], raw_limit: int = lod.RAW_LIMIT,
                buckets: int = lod.BUCKETS) -> Selection:
@@ -80,13 +91,14 @@ class Prepared:
             bars = lod.Bars(row=self.row[pos], kind=self.kind[pos], x0=self.start[pos], x1=self.end[pos],
                             index=self.idx[pos], visible_spans=count)
             return Selection(bars, *self._marks(padded, sms, buckets))
-        pyr = self.pyramid(buckets, raw_limit)
-        level = pyr.level_for(window, buckets)
+        pyr = self.ready_pyramid(buckets, raw_limit)
+        level = pyr.level_for(window, buckets) if pyr is not None else None
         if level is not None:
             ms, mx = pyr.marks_in(window, sms, level)
             return Selection(pyr.grid(window, rows, level, count), ms, mx)
-        # zoomed in past the pyramid's finest level, yet too many spans to draw raw: compute this window
-        # directly from the spans in sight (a small share of the trace here, by construction of level 0)
+        # zoomed in past the pyramid's finest level, yet too many spans to draw raw (then the spans in sight
+        # are a small share of the trace, by construction of level 0), or the pyramid is still being built:
+        # compute this window directly from the spans in sight
         pos = lo + np.flatnonzero(keep)
         vis = lod.visible_time(self.row[pos] - rows[0], self.kind[pos], self.start[pos], self.end[pos], window,
                                rows[1] - rows[0], self.priority, buckets)

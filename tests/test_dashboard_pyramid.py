@@ -134,3 +134,20 @@ def test_past_the_finest_level_the_window_is_computed_from_its_spans(monkeypatch
     want = lod.level_of_detail(p.row, p.kind, p.start, p.end, window, p.n_rows, p.priority, raw_limit=0)
     np.testing.assert_array_equal(sel.drawn.kind, want.kind)
 
+
+
+def test_a_new_filter_sets_pyramid_is_built_once_and_then_serves_the_views():
+    table, meta = synthesize(30_000, num_sms=132, seed=5)
+    d = GanttData.of(Trace(table=table, meta=meta), "fresh")
+    f = Filters(kinds=("load", "compute", "wait"))
+    shown = [k for k in figures.DRAW_ORDER if k in f.kinds]
+    p = prepared.for_filters(d, f, shown)
+    window = lod.Window(0.0, d.makespan_us)
+    first = p.select(window, (0, 131), raw_limit=1000)  # the pyramid may still be building: direct then
+    assert not first.drawn.raw and first.drawn.kind.shape[0] == 132
+    pyr = p.pyramid()  # waits for the background build; a second build never starts
+    assert p.pyramid() is pyr and prepared.for_filters(d, f, shown) is p
+    later = p.select(window, (0, 131), raw_limit=1000)
+    level = pyr.level_for(window, lod.BUCKETS)
+    assert later.drawn.bucket_us == pytest.approx(pyr.width0 * 2 ** level)
+    assert set(np.unique(later.drawn.kind)) - {-1} <= {p.priority[i] for i in range(3)}
