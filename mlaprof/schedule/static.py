@@ -155,13 +155,24 @@ def static_plan(workload: Workload, num_sms: int, cost: CostModel, fanin: int = 
         if tpl is None:
             tpl = templates[m] = tree_template(m, fanin)
         r, first = len(tpl), first_l[seq]
-        for q0, qn in copies:
-            shift = nxt - m  # local id m + i -> global nxt + i; leaf j -> first + j
-            r_inputs += [tuple(x + first if x < m else x + shift for x in ins) for ins, _, _, _, _ in tpl]
-            r_lo += [first + lo for _, lo, _, _, _ in tpl]
-            r_hi += [first + hi for _, _, hi, _, _ in tpl]
-            r_final += [root for _, _, _, root, _ in tpl]
-            r_level += [lvl for _, _, _, _, lvl in tpl]
+        lo_l = [first + lo for _, lo, _, _, _ in tpl]
+        hi_l = [first + hi for _, _, hi, _, _ in tpl]
+        root_l = [root for _, _, _, root, _ in tpl]
+        level_l = [lvl for _, _, _, _, lvl in tpl]
+        shift0 = nxt - m  # local id m + i -> global nxt + i; leaf j -> first + j
+        ins0 = [tuple(x + first if x < m else x + shift0 for x in ins) for ins, _, _, _, _ in tpl]
+        leaves_only = [max(ins) < m for ins, _, _, _, _ in tpl]
+        for c, (q0, qn) in enumerate(copies):
+            if c == 0:
+                r_inputs += ins0
+            else:  # the next query token's tree: the same leaves (ids < num_partials), merges r * c further on
+                d = r * c
+                r_inputs += [t0 if only else tuple(y if y < num_partials else y + d for y in t0)
+                             for t0, only in zip(ins0, leaves_only)]
+            r_lo += lo_l
+            r_hi += hi_l
+            r_final += root_l
+            r_level += level_l
             r_seq += [seq] * r
             r_q0 += [q0] * r
             r_qn += [qn] * r
@@ -204,9 +215,10 @@ def static_plan(workload: Workload, num_sms: int, cost: CostModel, fanin: int = 
             push(heap, (end[tid], sm))
     red_order = (num_partials + np.argsort(np.asarray(r_level, dtype=np.int64), kind="stable")).tolist()
     pop, push = heapq.heappop, heapq.heappush
+    end_of = end.__getitem__
     for tid in red_order:
         free, sm = pop(heap)
-        ready = max([end[i] for i in inputs[tid]]) + lag
+        ready = max(map(end_of, inputs[tid])) + lag
         e = (free if free > ready else ready) + dur[tid]
         end[tid] = e
         sm_of[tid] = sm
