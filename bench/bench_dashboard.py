@@ -240,7 +240,8 @@ def markdown(res: dict) -> str:
         f"level-of-detail pyramid; once per trace) + JSON as Dash encodes it. Raw WebGL spans when at most "
         f"{lod.RAW_LIMIT:,} are in sight, else a heatmap of about {lod.BUCKETS} buckets per view and row. "
         f"Browser times: headless chromium with software WebGL (SwiftShader) on this CPU-only machine.", "",
-        "| spans | ours: prepare (once per trace) | ours: build + JSON | ours: JSON | ours: drawn | zoom 5%: build + JSON "
+        "| spans | ours: prepare (once per trace) | ours: build + JSON | ours: JSON | ours: drawn "
+        "| zoom 5%: build + JSON "
         "| px.timeline: build + JSON | px: JSON | speed-up: build + JSON | speed-up: incl. our prepare "
         "| ours: draw in browser | px: draw in browser | speed-up: build + JSON + draw |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",

@@ -216,7 +216,8 @@ def _grid_traces(f: Filters, grid: lod.Grid, shown, axes, legend):
     sep = {"type": "scatter", "mode": "lines", "x": typed(np.stack([np.full(len(edges), grid.x0, np.float32),
                                                                   np.full(len(edges), grid.x0 + grid.bucket_us *
                                                                           code.shape[1], np.float32), nan], 1).ravel()),
-           "y": typed(np.stack([edges.astype(np.float32)] * 2 + [nan], 1).ravel()), "line": {"color": "white", "width": 1},
+           "y": typed(np.stack([edges.astype(np.float32)] * 2 + [nan], 1).ravel()),
+           "line": {"color": "white", "width": 1},
            "hoverinfo": "skip", "showlegend": False, "connectgaps": False, **axes}
     proxies = [{"type": "scatter", "mode": "lines", "x": [None], "y": [None], "name": KIND_LABEL[k], "legendgroup": k,
                 "legendrank": 1000 + BAR_KINDS.index(k), "line": {"color": PALETTE[k], "width": 6},

@@ -42,7 +42,10 @@ for (const t of gd._fullData) {
   }
   if (t.mode !== 'lines') continue;
   out[axis + '|' + t.legendgroup] = out[axis + '|' + t.legendgroup] || new Set();
-  for (let i = 0; i < t.y.length; i++) { const v = t.y[i]; if (v === v && v !== null) add(axis + '|' + t.legendgroup, Math.round(v)); }
+  for (let i = 0; i < t.y.length; i++) {
+    const v = t.y[i];
+    if (v === v && v !== null) add(axis + '|' + t.legendgroup, Math.round(v));
+  }
 }
 const res = {};
 for (const k in out) res[k] = Array.from(out[k]);
