@@ -151,3 +151,18 @@ def test_a_new_filter_sets_pyramid_is_built_once_and_then_serves_the_views():
     level = pyr.level_for(window, lod.BUCKETS)
     assert later.drawn.bucket_us == pytest.approx(pyr.width0 * 2 ** level)
     assert set(np.unique(later.drawn.kind)) - {-1} <= {p.priority[i] for i in range(3)}
+
+
+def test_diff_of_two_aggregated_traces_puts_one_heatmap_on_each_axis(big):
+    table, meta = synthesize(60_000, num_sms=132, seed=2, slowdown=0.8)
+    b = GanttData.of(Trace(table=table, meta=meta), "b")
+    fig, ia, ib = figures.diff_figure(big, b, Filters(), View(), raw_limit=1000)
+    assert not ia["raw"] and not ib["raw"]
+    heat = [t for t in fig["data"] if t["type"] == "heatmap"]
+    assert sorted((t["xaxis"], t["yaxis"]) for t in heat) == [("x", "y"), ("x2", "y2")]
+    # on the shared axis each grid covers its own trace from its start to its end
+    for t in heat:
+        end = (big if t["yaxis"] == "y" else b).makespan_us
+        cols = int(t["z"]["shape"].split(",")[1])
+        assert t["x0"] - t["dx"] / 2 <= 1e-6 and t["x0"] + (cols - 0.5) * t["dx"] >= end - 1e-6
+    assert fig["layout"]["legend"]["itemclick"] is False
