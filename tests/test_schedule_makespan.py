@@ -17,8 +17,8 @@ from mlaprof.trace.io import read_trace
 from mlaprof.workloads import NAMED
 
 
-def simulated_us(w, scheduler, num_sms=132, cost=None):
-    return simulate(encode(make_schedule(w, num_sms, scheduler, cost)), cost).makespan_ns / 1e3
+def simulated_us(w, scheduler, num_sms=132, cost=None, sm_rates=False):
+    return simulate(encode(make_schedule(w, num_sms, scheduler, cost, sm_rates=sm_rates)), cost).makespan_ns / 1e3
 
 
 @pytest.mark.parametrize("name", list(NAMED))
@@ -27,13 +27,23 @@ def test_makespan_never_loses_to_static(name):
     assert simulated_us(w, "makespan") <= simulated_us(w, "static") + 1e-3
 
 
-@pytest.mark.parametrize("name", list(NAMED))
+@pytest.mark.parametrize("name", ["seed-representative", "b64-rand256to1024-q4"])
 def test_makespan_beats_static(name):
     """On the packaged (calibrated) model, whatever its constants, the makespan scheduler's schedule ends
-    strictly sooner than the static one in the per-tile simulator, on every named workload.  (The gains of
-    bench/results/schedule_cpu.md are not asserted: a refit moves them.)"""
+    strictly sooner than the static one in the per-tile simulator where the workload's sequences differ in
+    length.  (The gains of bench/results/schedule_cpu.md are not asserted: a refit moves them.)"""
     w = NAMED[name]
     assert simulated_us(w, "makespan") < simulated_us(w, "static")
+
+
+@pytest.mark.parametrize("name", ["b64-512-q2", "b132-4096-q4", "b1-65536-q1"])
+def test_equal_work_ties_static_by_default(name):
+    """Every SM gets the same work on these three; without per-SM rates (the default) makespan ties static.
+    The by-rate placement (``sm_rates=True``) beats static in simulation only, by the model's per-SM rates,
+    which the GPU does not follow (b132: 250 vs 236 us measured), so it is opt-in."""
+    w = NAMED[name]
+    assert simulated_us(w, "makespan") == pytest.approx(simulated_us(w, "static"), rel=1e-9)
+    assert simulated_us(w, "makespan", sm_rates=True) < simulated_us(w, "static")
 
 
 def flat_model() -> CostModel:
@@ -50,7 +60,7 @@ def test_gain_on_uniform_workloads_comes_from_sm_rates(name):
     where the gains come from needs updating."""
     w, flat = NAMED[name], flat_model()
     assert simulated_us(w, "makespan", cost=flat) == pytest.approx(simulated_us(w, "static", cost=flat), rel=1e-9)
-    params = make_schedule(w, 132, "makespan").params
+    params = make_schedule(w, 132, "makespan", sm_rates=True).params
     assert params.get("sm_order") == "by-rate" or params.get("split_pairs", 0) > 0
 
 
@@ -63,7 +73,7 @@ def test_b64_512_more_streaming_on_faster_sms():
     s = make_schedule(w, 132, "static")
     parts = [t for t in s.tasks if t.op.name == "PARTIAL"]
     assert len(parts) == 128 and {t.kv_end - t.kv_start for t in parts} == {256}
-    m = make_schedule(w, 132, "makespan")
+    m = make_schedule(w, 132, "makespan", sm_rates=True)
     weight = np.asarray([sum(np.sqrt(-(-(m.tasks[t].kv_end - m.tasks[t].kv_start) // 64)) for t in q
                              if m.tasks[t].op.name == "PARTIAL") for q in m.queues])
     factors = default().sm_factors(132)
@@ -80,14 +90,14 @@ def test_b132_whole_sequences_and_the_slowest_sms():
     w = NAMED["b132-4096-q4"]
     s = make_schedule(w, 132, "static")
     assert sorted(len(q) for q in s.queues) == [1] * 132 and all(t.final for t in s.tasks)
-    m = make_schedule(w, 132, "makespan")
+    m = make_schedule(w, 132, "makespan", sm_rates=True)
     pairs = m.params["split_pairs"]
     assert pairs >= 1 and len(m.tasks) == 132 + 2 * pairs
     factors = default().sm_factors(132)
     split_seqs = {t.seq for t in m.tasks if t.op.name == "REDUCTION"}
     slow_sms = {t.sm for t in m.tasks if t.op.name == "REDUCTION"}
     assert len(split_seqs) == pairs and min(factors[list(slow_sms)]) > np.median(factors)
-    assert simulated_us(w, "makespan") < simulated_us(w, "static")
+    assert simulated_us(w, "makespan", sm_rates=True) < simulated_us(w, "static")
     # without the prologue and the SMs' spread, each SM's time is the model's whole-partial time: the bound
     flat = dataclasses.replace(default(), first_load_ns=0.0, sm_spread=0.0)
     for scheduler in ("static", "makespan"):

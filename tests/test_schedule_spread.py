@@ -71,7 +71,7 @@ def _check_offload_candidates(w: Workload, num_sms: int, cost) -> None:
 
 
 def _simulated(w: Workload, num_sms: int, cost):
-    s = make_schedule(w, num_sms, "makespan", cost)
+    s = make_schedule(w, num_sms, "makespan", cost, sm_rates=True)
     check_schedule(s, w, num_sms)
     sim = simulate(encode(s), cost).makespan_ns / 1e3
     assert sim == pytest.approx(s.predicted_makespan_us, abs=2e-3)  # the simulator rounds to whole ns

@@ -11,7 +11,8 @@ from mlaprof.schedule.tasks import Schedule, Task  # noqa: F401
 SCHEDULERS = ("static", "makespan")
 
 
-def make_schedule(workload, num_sms: int, scheduler: str, cost=None) -> Schedule:
+def make_schedule(workload, num_sms: int, scheduler: str, cost=None, sm_rates: bool = False) -> Schedule:
+    """``sm_rates`` (makespan only): also place queues by the cost model's per-SM rates (see makespan.py)."""
     from mlaprof.schedule.plan import ScheduleError
 
     if scheduler == "static":
@@ -21,5 +22,5 @@ def make_schedule(workload, num_sms: int, scheduler: str, cost=None) -> Schedule
     if scheduler == "makespan":
         from mlaprof.schedule.makespan import makespan_schedule
 
-        return makespan_schedule(workload, num_sms, cost)
+        return makespan_schedule(workload, num_sms, cost, sm_rates=sm_rates)
     raise ScheduleError(f"unknown scheduler {scheduler!r}; choose one of {', '.join(SCHEDULERS)}")
