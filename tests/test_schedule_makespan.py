@@ -166,6 +166,26 @@ def test_simulate_cli_named(tmp_path, capsys):
     assert t.meta.extra["sim"]["jitter"] == 0.02 and np.unique(t.col("sm")).size == 33
 
 
+def test_sm_rates_flag_reaches_the_scheduler(tmp_path, capsys):
+    """`--sm-rates` turns on the by-rate placement (off by default) in both commands: on b132 the makespan
+    parameters name it, and the simulated makespan is that of make_schedule(..., sm_rates=True)."""
+    def params_line(argv):
+        assert main(["schedule", "-w", "b132-4096-q4", "-s", "makespan", *argv]) == 0
+        return next(l for l in capsys.readouterr().out.splitlines() if l.startswith("makespan parameters"))
+
+    assert "sm_order" not in params_line([]) and "split_pairs" not in params_line([])
+    line = params_line(["--sm-rates"])
+    assert "sm_order=by-rate" in line or "split_pairs=" in line
+    w = NAMED["b132-4096-q4"]
+    for flag, sm_rates in (([], False), (["--sm-rates"], True)):
+        out = tmp_path / f"b132_{sm_rates}.arrow"
+        assert main(["simulate", "-w", w.name, "-s", "makespan", *flag, "--out", str(out)]) == 0
+        capsys.readouterr()
+        assert read_trace(out).makespan_ns / 1e3 == pytest.approx(simulated_us(w, "makespan", sm_rates=sm_rates),
+                                                                   rel=1e-6)
+    assert simulated_us(w, "makespan", sm_rates=True) < simulated_us(w, "makespan")
+
+
 @pytest.mark.parametrize("argv, message", [
     (["schedule", "-w", "nope"], "unknown workload"),
     (["schedule", "--lens", "10,x", "--s-q", "1"], "comma-separated"),

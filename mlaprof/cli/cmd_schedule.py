@@ -24,6 +24,9 @@ def register(sub) -> None:
     add_workload_args(p)
     p.add_argument("--scheduler", "-s", choices=["static", "makespan"], help="one scheduler (default: both)")
     p.add_argument("--sms", type=int, default=132, help="SMs to schedule for (default 132, an H100 SXM)")
+    p.add_argument("--sm-rates", action="store_true",
+                   help="makespan only: also place queues by the cost model's per-SM rates "
+                        "(simulation-only gains; see README)")
     p.add_argument("--cost", help="cost model JSON (from `mlaprof calibrate`); default: the H100 model fitted to "
                                   "measured traces (mlaprof/data/cost_h100.json); 'default': uncalibrated estimates")
     p.add_argument("--per-sm", action="store_true", help="list every SM's instructions")
@@ -68,7 +71,7 @@ def run(args) -> int:
     names = [args.scheduler] if args.scheduler else list(SCHEDULERS)
     results = {}
     for name in names:
-        s = make_schedule(w, args.sms, name, cost)
+        s = make_schedule(w, args.sms, name, cost, sm_rates=args.sm_rates)
         enc = encode(s)
         results[name] = (s, enc, simulate(enc, cost).makespan_ns / 1e3)
 

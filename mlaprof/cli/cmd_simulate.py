@@ -23,6 +23,9 @@ def register(sub) -> None:
     add_workload_args(p)
     p.add_argument("--scheduler", "-s", default="makespan", choices=["static", "makespan"])
     p.add_argument("--sms", type=int, default=132, help="SMs to schedule for (default 132)")
+    p.add_argument("--sm-rates", action="store_true",
+                   help="makespan only: also place queues by the cost model's per-SM rates "
+                        "(simulation-only gains; see README)")
     p.add_argument("--instructions", help="simulate a saved .npz/.npy from `mlaprof schedule --out` instead")
     p.add_argument("--cost", help="cost model JSON (from `mlaprof calibrate`); default: the H100 model fitted to "
                                   "measured traces (mlaprof/data/cost_h100.json); 'default': uncalibrated estimates")
@@ -48,7 +51,7 @@ def run(args) -> int:
         what = f"{args.instructions} ({enc.schedule.scheduler if enc.schedule else 'bare tensor'})"
     else:
         w = workload_from_args(args)
-        enc = encode(make_schedule(w, args.sms, args.scheduler, cost))
+        enc = encode(make_schedule(w, args.sms, args.scheduler, cost, sm_rates=args.sm_rates))
         what = f"{w.name} / {args.scheduler} on {args.sms} SMs"
     t0 = time.perf_counter()
     trace = simulate(enc, cost, stages=args.stages, jitter=args.jitter, seed=args.seed)
