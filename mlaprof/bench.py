@@ -41,7 +41,8 @@ class Entry:
     note: str = ""
 
 
-def _median_graph_us(fn: Callable[[], None], replays: int) -> float:
+def _capture(fn: Callable[[], None]):
+    """A CUDA graph of one call of ``fn``, warmed up."""
     import torch
 
     s = torch.cuda.Stream()
@@ -56,15 +57,40 @@ def _median_graph_us(fn: Callable[[], None], replays: int) -> float:
     for _ in range(5):
         graph.replay()
     torch.cuda.synchronize()
-    times = []
-    for _ in range(replays):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        graph.replay()
-        b.record()
-        b.synchronize()
-        times.append(a.elapsed_time(b) * 1e3)
-    return statistics.median(times)
+    return graph
+
+
+def _replay_us(graph) -> float:
+    import torch
+
+    a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    a.record()
+    graph.replay()
+    b.record()
+    b.synchronize()
+    return a.elapsed_time(b) * 1e3
+
+
+def _median_graph_us(fn: Callable[[], None], replays: int) -> float:
+    graph = _capture(fn)
+    return statistics.median(_replay_us(graph) for _ in range(replays))
+
+
+INTERLEAVE_ROUNDS = 10
+
+
+def _interleaved_graph_us(fns: list[Callable[[], None]], replays: int) -> list[float]:
+    """Median graph-replay time of each of ``fns``, measured in rounds that take every variant in turn (the
+    order rotating per round), so that clock and thermal drift over the run falls on all of them alike:
+    variants of one kernel (timing on/off, two schedulers) are compared on the same minute of the GPU."""
+    graphs = [_capture(f) for f in fns]
+    times: list[list[float]] = [[] for _ in fns]
+    per_round = max(1, -(-replays // INTERLEAVE_ROUNDS))
+    for r in range(INTERLEAVE_ROUNDS):
+        for k in range(len(fns)):
+            i = (k + r) % len(fns)
+            times[i] += [_replay_us(graphs[i]) for _ in range(per_round)]
+    return [statistics.median(t) for t in times]
 
 
 def _median_plain_us(fn: Callable[[], None], launches: int) -> float:
@@ -108,10 +134,12 @@ def megakernel_entries(w: Workload, tensors, ref, gpu: str, replays: int):
     from mlaprof.schedule.encode import encode
 
     num_sms = torch.cuda.get_device_properties(0).multi_processor_count
+    entries, kernels, makespan_enc = [], [], None
     for scheduler in ("static", "makespan"):
         t0 = time.perf_counter()
         enc = encode(make_schedule(w, num_sms, scheduler))
         sched_ms = (time.perf_counter() - t0) * 1e3
+        makespan_enc = enc if scheduler == "makespan" else makespan_enc
         instr = torch.from_numpy(np.ascontiguousarray(enc.instructions))
         for timing in (False, True):
             mk = Megakernel(instr, tensors, enc.num_slots, enc.num_sems, timing=timing)
@@ -120,15 +148,21 @@ def megakernel_entries(w: Workload, tensors, ref, gpu: str, replays: int):
             err = relative_error(mk.out.float(), ref)
             e = Entry(w.name, "megakernel", scheduler, "on" if timing else "off", rel_err=err, gpu=gpu,
                       note=f"schedule+encode {sched_ms:.2f} ms (host)")
+            entries.append(e)
             if err < 3e-3:
-                e.us_graph = _median_graph_us(mk.launch, replays)
-                e.us_plain = _median_plain_us(mk.launch, PLAIN_LAUNCHES)
-                mk.run()  # a graph replay does not check status: do it once after
+                kernels.append((e, mk))
             else:
                 e.note = f"wrong result (rel err {err:.2e}): not timed"
-            yield _rates(e, w)
-        if scheduler == "makespan":
-            yield two_launch_entry(w, tensors, ref, enc, gpu, replays)
+    # the four variants timed side by side (interleaved rounds): their differences are the point
+    for (e, _), us in zip(kernels, _interleaved_graph_us([mk.launch for _, mk in kernels], replays)):
+        e.us_graph = us
+        e.note += "; graph time interleaved with the other megakernel rows"
+    for e, mk in kernels:
+        e.us_plain = _median_plain_us(mk.launch, PLAIN_LAUNCHES)
+        mk.run()  # a graph replay does not check status: do it once after
+    for e in entries:
+        yield _rates(e, w)
+    yield two_launch_entry(w, tensors, ref, makespan_enc, gpu, replays)
 
 
 def two_launch_entry(w, tensors, ref, enc, gpu, replays) -> Entry:
