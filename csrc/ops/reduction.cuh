@@ -1,8 +1,8 @@
 // `reduction`: merge up to MAX_FANIN partial results (fp16 O + fp32 LSE in scratch slots, written by other
-// SMs) into the final bf16 output + LSE, or into a scratch slot one tree level up. The producer waits on each
-// input's semaphore (one lane per input, in parallel), then bulk-copies the inputs 16 rows at a time, up to kInputsPerStage inputs per stage of
-// the ring the partials use; the consumers merge with an online log-sum-exp. So several inputs are in flight
-// at once instead of each thread waiting on its own L2 loads.
+// SMs) into the final bf16 output + LSE, or into a scratch slot one tree level up. The producer waits on the
+// inputs' semaphores (one lane per input, in parallel), then bulk-copies the inputs 16 rows at a time, up to
+// kInputsPerStage inputs per stage of the ring the partials use; the consumers merge with an online
+// log-sum-exp. So several inputs are in flight at once instead of each thread waiting on its own L2 loads.
 #pragma once
 #include "../context.cuh"
 
