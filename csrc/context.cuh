@@ -38,7 +38,7 @@ struct alignas(1024) Smem {
   bf16 q[kChunks][kQRows][kChunkCols];
   bf16 kv[kStages][kChunks][kTile][kChunkCols];
   unsigned long long issue_ts[kStages + 1];   // producer's issue time per stage; [kStages] is Q's
-  unsigned long long wait_ts[fmt::MAX_FANIN][2];  // producer's semaphore wait per reduction input: start, end
+  unsigned long long wait_ts[kStages][fmt::MAX_FANIN][2];  // a reduction's semaphore waits per input (start, end), by stage
   uint64_t full[kStages], empty[kStages], q_full, q_empty;
   int abort;                                   // consumers gave up: the producer stops too
 };

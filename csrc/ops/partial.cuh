@@ -62,6 +62,72 @@ struct PartialOp {
     return true;
   }
 
+  // ---------------------------------------------------------------- epilogue stores
+  // This thread's output value pair for n8 tile n of its row r0 (half 0) or r1 (half 1), normalised and packed
+  // as the destination wants it (bf16 output, fp16 scratch).
+  __device__ static __forceinline__ uint32_t packed_pair(const float* o, int n, int half, float inv, bool final_out) {
+    const float x = o[n * 4 + half * 2] * inv, y = o[n * 4 + half * 2 + 1] * inv;
+    if (final_out) return ptx::pack_bf16(x, y);
+    const __half2 h2 = __floats2half2_rn(x, y);
+    return *reinterpret_cast<const uint32_t*>(&h2);
+  }
+  __device__ static __forceinline__ char* out_row_ptr(const Globals& g, const Instr& in, int r) {
+    return in.out_slot == fmt::NO_SLOT
+               ? reinterpret_cast<char*>(g.out + in.out_row(g, r) * fmt::HEAD_DIM_V)
+               : reinterpret_cast<char*>(g.scratch_o + in.slot_row(in.out_slot, r) * fmt::HEAD_DIM_V);
+  }
+
+  // Each thread writes its two columns of every n8 tile: 4-byte stores, 16 bytes per row and quad.
+  __device__ static __forceinline__ void store_pairs(const Globals& g, const Instr& in, const float* o, float inv0,
+                                                     float inv1, int r0, int r1, int rows, int quad, int wg_idx) {
+    const bool final_out = in.out_slot == fmt::NO_SLOT;
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int r = half ? r1 : r0;
+      if (r >= rows) continue;
+      char* row = out_row_ptr(g, in, r) + (wg_idx * kColsPerWarpgroup + quad * 2) * 2;
+#pragma unroll
+      for (int n = 0; n < kONTiles; ++n) {
+        const uint32_t v = packed_pair(o, n, half, half ? inv1 : inv0, final_out);
+        if (final_out) *reinterpret_cast<uint32_t*>(row + n * 16) = v;
+        else __stcg(reinterpret_cast<unsigned int*>(row + n * 16), v);
+      }
+    }
+  }
+
+  // Every row valid: a quad's four threads hold 2 columns each of every n8 tile of a row; four tiles at a
+  // time, a 4x4 transpose across the quad gives each thread all 8 columns of one tile, so one 16-byte store
+  // per thread and 64 contiguous bytes per quad replace four 4-byte stores.
+  __device__ static __forceinline__ void store_exchanged(const Globals& g, const Instr& in, const float* o, float inv0,
+                                                         float inv1, int r0, int r1, int quad, int wg_idx) {
+    const bool final_out = in.out_slot == fmt::NO_SLOT;
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      char* row = out_row_ptr(g, in, half ? r1 : r0);
+#pragma unroll
+      for (int g4 = 0; g4 < kONTiles / 4; ++g4) {
+        uint32_t a[4], b[4];
+#pragma unroll
+        for (int j = 0; j < 4; ++j) a[j] = b[j] = packed_pair(o, g4 * 4 + j, half, half ? inv1 : inv0, final_out);
+        // b[i] becomes thread i's pair of tile g4 * 4 + quad: send partner p what it needs (our a[p])
+#pragma unroll
+        for (int x = 1; x < 4; ++x) {
+          const int p = quad ^ x;
+          const uint32_t got = __shfl_xor_sync(0xffffffff, p == 0 ? a[0] : p == 1 ? a[1] : p == 2 ? a[2] : a[3], x);
+#pragma unroll
+          for (int i = 0; i < 4; ++i) b[i] = p == i ? got : b[i];
+        }
+        const uint32_t own = quad == 0 ? a[0] : quad == 1 ? a[1] : quad == 2 ? a[2] : a[3];
+#pragma unroll
+        for (int i = 0; i < 4; ++i) b[i] = quad == i ? own : b[i];
+        uint4* dst = reinterpret_cast<uint4*>(row + (wg_idx * kColsPerWarpgroup + (g4 * 4 + quad) * 8) * 2);
+        const uint4 v = make_uint4(b[0], b[1], b[2], b[3]);
+        if (final_out) *dst = v;
+        else __stcg(dst, v);
+      }
+    }
+  }
+
   // ---------------------------------------------------------------- consumers (two warpgroups)
   template <bool T>
   __device__ static bool consume(Ctx<T>& c, const Instr& in, int instr) {
@@ -228,24 +294,11 @@ struct PartialOp {
         if (r1 < rows) __stcg(g.scratch_lse + in.slot_row(in.out_slot, r1), lse1);
       }
     }
-    const int col0 = wg_idx * kColsPerWarpgroup + quad * 2;
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      const int r = half ? r1 : r0;
-      const float inv = half ? inv1 : inv0;
-      if (r >= rows) continue;
-      if (in.out_slot == fmt::NO_SLOT) {
-        bf16* dst = g.out + in.out_row(g, r) * fmt::HEAD_DIM_V + col0;
-#pragma unroll
-        for (int n = 0; n < kONTiles; ++n)
-          *reinterpret_cast<uint32_t*>(dst + n * 8) = ptx::pack_bf16(o[n * 4 + half * 2] * inv, o[n * 4 + half * 2 + 1] * inv);
-      } else {
-        __half* dst = g.scratch_o + in.slot_row(in.out_slot, r) * fmt::HEAD_DIM_V + col0;
-#pragma unroll
-        for (int n = 0; n < kONTiles; ++n)
-          __stcg(reinterpret_cast<__half2*>(dst + n * 8), __floats2half2_rn(o[n * 4 + half * 2] * inv, o[n * 4 + half * 2 + 1] * inv));
-      }
-    }
+    // A full 64-row tile stores through the quad exchange (16-byte stores: 5.0 -> 3.0 us per 64 KB partial
+    // on seed-representative); fewer rows store 4-byte pairs, which measured faster there (1.2 vs 2.9 us at
+    // 16 rows, bench/NOTES.md v16).
+    if (rows == kQRows) store_exchanged(g, in, o, inv0, inv1, r0, r1, quad, wg_idx);
+    else store_pairs(g, in, o, inv0, inv1, r0, r1, rows, quad, wg_idx);
     c.consumer_sync();  // every thread's stores precede the leader's gpu-scope release (cf. grid sync)
     if (c.leader && in.signal_sem != fmt::NO_SEM) semaphore_signal(g.sems + in.signal_sem, in.signal_count);
     if constexpr (T) {
