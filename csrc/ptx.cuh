@@ -1,4 +1,4 @@
-// Thin wrappers over the Hopper PTX this kernel needs: mbarriers, bulk async copies, %globaltimer, gpu-scope
+// Thin wrappers over the Hopper PTX this kernel needs: mbarriers, %globaltimer, gpu-scope
 // acquire/release, register hand-over and named barriers. One instruction each, no policy (wgmma: wgmma.cuh).
 #pragma once
 #include <cstdint>
@@ -40,14 +40,6 @@ __device__ __forceinline__ bool mbar_try_wait(uint64_t* bar, uint32_t parity) {
       : "r"(smem_addr(bar)), "r"(parity)
       : "memory");
   return ok != 0;
-}
-
-// ---- bulk async copy global -> shared (the copy engine; completes on an mbarrier) ---------------------
-__device__ __forceinline__ void bulk_copy_g2s(void* dst, const void* src, uint32_t bytes, uint64_t* bar) {
-  asm volatile(
-      "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(smem_addr(dst)),
-      "l"(src), "r"(bytes), "r"(smem_addr(bar))
-      : "memory");
 }
 
 // ---- gpu-scope synchronisation between SMs ----------------------------------------------------------
