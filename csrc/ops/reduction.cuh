@@ -55,7 +55,7 @@ struct ReductionOp {
       s.wait_ts[stage][c.lane][0] = t0;
       s.wait_ts[stage][c.lane][1] = t1;
     }
-    __syncwarp();
+    __syncwarp();  // every lane's acquire and wait_ts writes precede lane 0's arrival
     if (c.lane == 0) ptx::mbar_arrive(&s.full[stage]);  // release.cta: the consumers' loads follow the acquires
     c.ring.advance();
     return true;
