@@ -18,7 +18,7 @@ constexpr int kConsumerWarpgroups = kConsumerWarps / 4;
 constexpr int kThreads = (kProducerWarps + kConsumerWarps) * 32;
 constexpr int kProducerRegs = 40;                         // setmaxnreg: the producer only computes addresses
 constexpr int kConsumerRegs = 232;                        // 128 fp32 accumulators + fragments; 128*40 + 256*232 <= 64K
-constexpr int kStages = 2;                                // 2 x 73.7 KB tiles in flight + 73.7 KB of Q fit in 227 KB
+constexpr int kStages = fmt::KV_STAGES;                   // 2 x 73.7 KB tiles in flight + 73.7 KB of Q fit in 227 KB
 constexpr int kTile = fmt::KV_TILE_TOKENS;
 constexpr int kChunkCols = 64;                            // one 128-byte swizzled row of bf16 per TMA box
 constexpr int kChunks = fmt::HEAD_DIM_QK / kChunkCols;    // 9 boxes per tile: 8 of latent (also V) + 1 of rope

@@ -40,6 +40,7 @@ constexpr int PAGE_SIZE = 64;
 constexpr int MAX_S_Q = 4;
 constexpr int MAX_ROWS = 64;
 constexpr int KV_TILE_TOKENS = 64;
+constexpr int KV_STAGES = 2;
 constexpr int MAX_FANIN = 6;
 constexpr int WORDS_PER_INSTRUCTION = 24;
 constexpr int NO_SLOT = -1;

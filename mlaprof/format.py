@@ -42,6 +42,7 @@ PAGE_SIZE = 64  # tokens per KV-cache page
 MAX_S_Q = 4  # query tokens per sequence per decode step
 MAX_ROWS = NUM_HEADS_Q * MAX_S_Q  # query rows one partial can hold (row = q_token * NUM_HEADS_Q + head)
 KV_TILE_TOKENS = 64  # KV tokens per pipeline stage (one page): 64 x 576 bf16 = 73.7 KB, so 2 stages + Q fit in 227 KB
+KV_STAGES = 2  # shared-memory stages of the KV ring: 2 x 73.7 KB tiles + 73.7 KB of Q fit in 227 KB
 
 # ---- instruction words (int32) --------------------------------------------------------------------
 MAX_FANIN = 6  # inputs of one reduction
@@ -109,7 +110,8 @@ def render_header() -> str:
         *_enum_lines("STATUS_", Status),
     ]
     for name in (
-        "HEAD_DIM_QK", "HEAD_DIM_V", "NUM_HEADS_Q", "PAGE_SIZE", "MAX_S_Q", "MAX_ROWS", "KV_TILE_TOKENS", "MAX_FANIN",
+        "HEAD_DIM_QK", "HEAD_DIM_V", "NUM_HEADS_Q", "PAGE_SIZE", "MAX_S_Q", "MAX_ROWS", "KV_TILE_TOKENS", "KV_STAGES",
+        "MAX_FANIN",
         "WORDS_PER_INSTRUCTION", "NO_SLOT", "NO_SEM", "EVENT_WORDS", "HEADER_KIND_BITS",
         "HEADER_ROLE_SHIFT", "HEADER_INSTR_SHIFT", "DEFAULT_EVENT_CAPACITY",
     ):

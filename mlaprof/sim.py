@@ -8,8 +8,8 @@ the megakernel (csrc/interpreter.cuh) does it:
   A semaphore may have several readers (``Word.SIGNAL_COUNT``: per-query-token reductions sharing one
   partial); each may pass once the writer's store ended, and the count must equal the readers.
 - producer (partials only; reductions read their inputs straight from L2): one LOAD per KV tile, one at a
-  time (the SM's share of HBM bandwidth), each into one of ``stages`` shared-memory buffers; the load of
-  tile i + stages waits for the compute of tile i.  It walks the list on its own, so the next partial's
+  time (the SM's share of HBM bandwidth), each into one of ``stages`` shared-memory buffers (by default the
+  kernel's ``format.KV_STAGES``); the load of tile i + stages waits for the compute of tile i.  It walks the list on its own, so the next partial's
   loads overlap this instruction's compute, store and waits; with one Q buffer they start once the
   previous partial has begun its last tile.
 - consumer: one COMPUTE per KV tile (a reduction: one merge), then a STORE whose end releases the
@@ -121,7 +121,7 @@ def _tile_loop_np(loads, comps, prod, cons, ring, g, stages):
     return ls, le, cs, ce, float(le[-1]), float(ce[-1])
 
 
-def run(instructions: np.ndarray, cost: CostModel | None = None, stages: int = 4, jitter: float = 0.0,
+def run(instructions: np.ndarray, cost: CostModel | None = None, stages: int = fmt.KV_STAGES, jitter: float = 0.0,
         seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Execute the tensor; return raw events [num_sms, capacity, 4] (int64, ns) and per-SM counts.
     ``cost`` None: the calibrated H100 model (``costmodel.default()``)."""
@@ -297,7 +297,7 @@ def _git_rev() -> str:
     return _GIT_REV
 
 
-def simulate(encoded: Encoded, cost: CostModel | None = None, stages: int = 4, jitter: float = 0.0, seed: int = 0) -> Trace:
+def simulate(encoded: Encoded, cost: CostModel | None = None, stages: int = fmt.KV_STAGES, jitter: float = 0.0, seed: int = 0) -> Trace:
     """The trace the kernel would record for this instruction tensor, on this cost model (None: the
     calibrated H100 model)."""
     cost = resolve(cost)

@@ -124,7 +124,9 @@ def test_simulation_matches_the_schedulers_timeline(scheduler):
     for w in NAMED.values():
         s = make_schedule(w, 132, scheduler)
         sim_us = simulate(encode(s)).makespan_ns / 1e3
-        assert abs(sim_us / s.predicted_makespan_us - 1) < 0.02, (w.name, sim_us, s.predicted_makespan_us)
+        # the timeline composes the simulator's per-tile pipeline (KV_STAGES buffers included) in closed form:
+        # on the named workloads the two agree to the simulator's whole-ns rounding
+        assert sim_us == pytest.approx(s.predicted_makespan_us, abs=2e-3), (w.name, sim_us, s.predicted_makespan_us)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])

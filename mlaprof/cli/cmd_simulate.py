@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from mlaprof import format as fmt
 from mlaprof.cli.cmd_run import add_workload_args, workload_from_args
 
 EXAMPLE = """example:
@@ -29,7 +30,8 @@ def register(sub) -> None:
     p.add_argument("--instructions", help="simulate a saved .npz/.npy from `mlaprof schedule --out` instead")
     p.add_argument("--cost", help="cost model JSON (from `mlaprof calibrate`); default: the H100 model fitted to "
                                   "measured traces (mlaprof/data/cost_h100.json); 'default': uncalibrated estimates")
-    p.add_argument("--stages", type=int, default=4, help="KV pipeline stages per SM (default 4)")
+    p.add_argument("--stages", type=int, default=fmt.KV_STAGES,
+                   help=f"KV pipeline stages per SM (default {fmt.KV_STAGES}, as the kernel has)")
     p.add_argument("--jitter", type=float, default=0.0, help="relative noise on every span duration (e.g. 0.05)")
     p.add_argument("--seed", type=int, default=0, help="seed of the jitter")
     p.add_argument("--out", "-o", required=True, help="trace file to write (.arrow)")

@@ -4,7 +4,8 @@ The timeline (``evaluate``) runs a schedule on the cost model at task granularit
 overlaps but none of its per-tile work: each instruction's setup follows the previous one, a reduction's
 merge waits for its inputs' stores plus the semaphore latency, and a partial's loads start as soon as the
 producer is free and the previous partial has begun its last tile, so back-to-back partials hide each
-other's fill and store.  It is what the schedulers predict with and what the makespan scheduler's rollouts
+other's fill and store; the loads past the first ``format.KV_STAGES`` tiles wait for a stage buffer, so not
+before the partial's first tile is computed.  It is what the schedulers predict with and what the makespan scheduler's rollouts
 are compared on; ``mlaprof.sim`` gives the per-tile picture (and the two agree closely).
 """
 
@@ -36,7 +37,7 @@ def durations(ops, kv_len, fanin, final, rows, cost: CostModel) -> np.ndarray:
 
 
 def evaluate(op, kv_len, fanin, final, inputs, queues, rows, cost: CostModel,
-             stages: int = 4, method: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+             stages: int = fmt.KV_STAGES, method: str = "auto") -> tuple[np.ndarray, np.ndarray]:
     """(start_ns, end_ns) per task (instruction fetch to store end).  ``rows``: query rows per task (or one
     count for all).  Raises ScheduleError naming the stuck SMs when the queues deadlock.  The same as
     ``timeline(task_costs(...), inputs, queues)``; callers that time one task set on several queue layouts
@@ -44,7 +45,7 @@ def evaluate(op, kv_len, fanin, final, inputs, queues, rows, cost: CostModel,
     return timeline(task_costs(op, kv_len, fanin, final, rows, cost, stages), inputs, queues, method)
 
 
-def task_costs(op, kv_len, fanin, final, rows, cost: CostModel, stages: int = 4) -> "TaskCosts":
+def task_costs(op, kv_len, fanin, final, rows, cost: CostModel, stages: int = fmt.KV_STAGES) -> "TaskCosts":
     """Per-task phase durations of the timeline: they depend on the tasks, not on which SM runs them."""
     n = len(op)
     is_partial = np.asarray(op) == fmt.Opcode.PARTIAL
@@ -54,8 +55,13 @@ def task_costs(op, kv_len, fanin, final, rows, cost: CostModel, stages: int = 4)
     last = kv_len - fmt.KV_TILE_TOKENS * (tiles - 1)
     lf, cf = cost.load_ns(fmt.KV_TILE_TOKENS), cost.compute_ns(fmt.KV_TILE_TOKENS, rows)
     ll, cl = cost.load_ns(last), cost.compute_ns(last, rows)
+    # loads of the tiles past the first ``stages``: each waits for a stage buffer, so they cannot start before
+    # the consumers finish the partial's first tile (a consumer held up by the previous instruction's store
+    # holds the producer up too)
+    late = np.where(tiles > stages, (tiles - 1 - stages) * lf + ll, 0.0)
     return TaskCosts(
         first_load=np.where(tiles == 1, ll, lf), loads=(tiles - 1) * lf + ll, comps=(tiles - 1) * cf + cl,
+        late_loads=np.asarray(late, dtype=float), first_comp=np.asarray(np.where(tiles == 1, cl, cf), dtype=float),
         last_comp=np.asarray(cl, dtype=float), merge=np.asarray(cost.reduce_ns(np.asarray(fanin), rows), dtype=float),
         store=np.asarray(cost.store_ns(rows, np.asarray(final, dtype=bool), ~is_partial), dtype=float),
         setups=np.asarray(cost.setup(~is_partial), dtype=float), partial=is_partial,
@@ -100,6 +106,8 @@ class TaskCosts:
     first_load: np.ndarray
     loads: np.ndarray
     comps: np.ndarray
+    late_loads: np.ndarray  # loads of the tiles after the first ``stages`` (0 for a short partial)
+    first_comp: np.ndarray  # compute of the first tile
     last_comp: np.ndarray
     merge: np.ndarray
     store: np.ndarray
@@ -116,6 +124,7 @@ def _evaluate_loop(c: TaskCosts, spread_sm: np.ndarray, inputs, queues):
     """One SM at a time until it blocks on an unfinished input; the blocker's completion wakes it."""
     n = len(c.partial)
     first_load, loads, comps, last_comp = c.first_load.tolist(), c.loads.tolist(), c.comps.tolist(), c.last_comp.tolist()
+    late_loads, first_comp = c.late_loads.tolist(), c.first_comp.tolist()
     merge, store, setups, partial = c.merge.tolist(), c.store.tolist(), c.setups.tolist(), c.partial.tolist()
     ahead, spread, inv_sqrt, lat = c.ahead.tolist(), spread_sm.tolist(), c.inv_sqrt.tolist(), c.lat
     start = [0.0] * n
@@ -140,6 +149,8 @@ def _evaluate_loop(c: TaskCosts, spread_sm: np.ndarray, inputs, queues):
                 c0 = ls + first_load[t] * f
                 if issue > c0:
                     c0 = issue
+                if late_loads[t] > 0.0 and c0 + first_comp[t] + late_loads[t] * f > le:
+                    le = c0 + first_comp[t] + late_loads[t] * f
                 ce = c0 + comps[t]
                 if le + last_comp[t] > ce:
                     ce = le + last_comp[t]
@@ -208,6 +219,8 @@ def _evaluate_rounds(c: TaskCosts, spread_sm: np.ndarray, inputs, queues):
             ls = np.maximum(prod[ps], qfree[ps])
             le = ls + c.loads[pt] * f
             c0 = np.maximum(ls + c.first_load[pt] * f, pi)
+            late = c.late_loads[pt]
+            le = np.where((late > 0.0) & (c0 + c.first_comp[pt] + late * f > le), c0 + c.first_comp[pt] + late * f, le)
             ce = np.maximum(c0 + c.comps[pt], le + c.last_comp[pt])
             prod[ps] = np.maximum(le, ce - c.ahead[pt])
             qfree[ps] = ce - c.last_comp[pt]
