@@ -79,17 +79,26 @@ def _median_graph_us(fn: Callable[[], None], replays: int) -> float:
 INTERLEAVE_ROUNDS = 10
 
 
-def _interleaved_graph_us(fns: list[Callable[[], None]], replays: int) -> list[float]:
+def _interleaved_graph_us(fns: list[Callable[[], None]], replays: int,
+                          checks: list[Callable[[], None]] | None = None) -> list[float]:
     """Median graph-replay time of each of ``fns``, measured in rounds that take every variant in turn (the
     order rotating per round), so that clock and thermal drift over the run falls on all of them alike:
-    variants of one kernel (timing on/off, two schedulers) are compared on the same minute of the GPU."""
+    variants of one kernel (timing on/off, two schedulers) are compared on the same minute of the GPU.
+
+    ``checks[i]`` (a ``Megakernel.check``) runs after the warm-up and after each of variant i's batches and
+    raises ``KernelError`` if its last launch failed: a failed launch leaves semaphores set, so every replay
+    after it would wait out the kernel's wait bound too, and the bench would look hung for minutes."""
     graphs = [_capture(f) for f in fns]
+    for check in checks or ():
+        check()
     times: list[list[float]] = [[] for _ in fns]
     per_round = max(1, -(-replays // INTERLEAVE_ROUNDS))
     for r in range(INTERLEAVE_ROUNDS):
         for k in range(len(fns)):
             i = (k + r) % len(fns)
             times[i] += [_replay_us(graphs[i]) for _ in range(per_round)]
+            if checks:
+                checks[i]()
     return [statistics.median(t) for t in times]
 
 
@@ -128,7 +137,7 @@ def _rates(e: Entry, w: Workload) -> Entry:
 def megakernel_entries(w: Workload, tensors, ref, gpu: str, replays: int):
     import torch
 
-    from mlaprof.kernel import Megakernel
+    from mlaprof.kernel import KernelError, Megakernel
     from mlaprof.reference import relative_error
     from mlaprof.schedule import make_schedule
     from mlaprof.schedule.encode import encode
@@ -154,7 +163,14 @@ def megakernel_entries(w: Workload, tensors, ref, gpu: str, replays: int):
             else:
                 e.note = f"wrong result (rel err {err:.2e}): not timed"
     # the four variants timed side by side (interleaved rounds): their differences are the point
-    for (e, _), us in zip(kernels, _interleaved_graph_us([mk.launch for _, mk in kernels], replays)):
+    try:
+        graph_us = _interleaved_graph_us([mk.launch for _, mk in kernels], replays, [mk.check for _, mk in kernels])
+    except KernelError as err:
+        for e, _ in kernels:
+            e.note = f"a launch failed while timed, not timed: {err}"
+        kernels = []
+        graph_us = []
+    for (e, _), us in zip(kernels, graph_us):
         e.us_graph = us
         e.note += "; graph time interleaved with the other megakernel rows"
     for e, mk in kernels:
@@ -169,7 +185,7 @@ def two_launch_entry(w, tensors, ref, enc, gpu, replays) -> Entry:
     """The classic split-KV design from the same ops: every partial in one launch, every reduction in a second."""
     import torch
 
-    from mlaprof.kernel import Megakernel
+    from mlaprof.kernel import KernelError, Megakernel
     from mlaprof.reference import relative_error
 
     ins = enc.instructions
@@ -198,8 +214,16 @@ def two_launch_entry(w, tensors, ref, enc, gpu, replays) -> Entry:
     e = Entry(w.name, "two-launch split-KV", "makespan", "off", rel_err=err, gpu=gpu,
               note="same partial/reduction ops, partials then reductions as two launches")
     if err < 3e-3:
-        e.us_graph = _median_graph_us(both, replays)
-        e.us_plain = _median_plain_us(both, PLAIN_LAUNCHES)
+        def check():
+            first.check()
+            second.check()
+
+        try:
+            e.us_graph = _interleaved_graph_us([both], replays, [check])[0]
+        except KernelError as failed:
+            e.note = f"a launch failed while timed, not timed: {failed}"
+        else:
+            e.us_plain = _median_plain_us(both, PLAIN_LAUNCHES)
     return _rates(e, w)
 
 
