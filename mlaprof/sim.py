@@ -9,9 +9,9 @@ the megakernel (csrc/interpreter.cuh) does it:
   partial); each may pass once the writer's store ended, and the count must equal the readers.
 - producer (partials only; reductions read their inputs straight from L2): one LOAD per KV tile, one at a
   time (the SM's share of HBM bandwidth), each into one of ``stages`` shared-memory buffers (by default the
-  kernel's ``format.KV_STAGES``); the load of tile i + stages waits for the compute of tile i.  It walks the list on its own, so the next partial's
-  loads overlap this instruction's compute, store and waits; with one Q buffer they start once the
-  previous partial has begun its last tile.
+  kernel's ``format.KV_STAGES``); the load of tile i + stages waits for the compute of tile i.  It walks
+  the list on its own, so the next partial's loads overlap this instruction's compute, store and waits;
+  with one Q buffer they start once the previous partial has begun its last tile.
 - consumer: one COMPUTE per KV tile (a reduction: one merge), then a STORE whose end releases the
   instruction's semaphore.  INSTRUCTION spans SETUP to STORE end.
 

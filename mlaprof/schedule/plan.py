@@ -5,8 +5,9 @@ overlaps but none of its per-tile work: each instruction's setup follows the pre
 merge waits for its inputs' stores plus the semaphore latency, and a partial's loads start as soon as the
 producer is free and the previous partial has begun its last tile, so back-to-back partials hide each
 other's fill and store; the loads past the first ``format.KV_STAGES`` tiles wait for a stage buffer, so not
-before the partial's first tile is computed.  It is what the schedulers predict with and what the makespan scheduler's rollouts
-are compared on; ``mlaprof.sim`` gives the per-tile picture (and the two agree closely).
+before the partial's first tile is computed.  It is what the schedulers predict with and what the makespan
+scheduler's rollouts are compared on; ``mlaprof.sim`` gives the per-tile picture (and the two agree
+closely).
 """
 
 from __future__ import annotations
@@ -149,8 +150,10 @@ def _evaluate_loop(c: TaskCosts, spread_sm: np.ndarray, inputs, queues):
                 c0 = ls + first_load[t] * f
                 if issue > c0:
                     c0 = issue
-                if late_loads[t] > 0.0 and c0 + first_comp[t] + late_loads[t] * f > le:
-                    le = c0 + first_comp[t] + late_loads[t] * f
+                if late_loads[t] > 0.0:  # the loads past the stage buffers follow the first tile's compute
+                    le_late = c0 + first_comp[t] + late_loads[t] * f
+                    if le_late > le:
+                        le = le_late
                 ce = c0 + comps[t]
                 if le + last_comp[t] > ce:
                     ce = le + last_comp[t]
@@ -220,7 +223,8 @@ def _evaluate_rounds(c: TaskCosts, spread_sm: np.ndarray, inputs, queues):
             le = ls + c.loads[pt] * f
             c0 = np.maximum(ls + c.first_load[pt] * f, pi)
             late = c.late_loads[pt]
-            le = np.where((late > 0.0) & (c0 + c.first_comp[pt] + late * f > le), c0 + c.first_comp[pt] + late * f, le)
+            le_late = c0 + c.first_comp[pt] + late * f
+            le = np.where((late > 0.0) & (le_late > le), le_late, le)
             ce = np.maximum(c0 + c.comps[pt], le + c.last_comp[pt])
             prod[ps] = np.maximum(le, ce - c.ahead[pt])
             qfree[ps] = ce - c.last_comp[pt]
