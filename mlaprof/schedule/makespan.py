@@ -41,6 +41,7 @@ bench/NOTES.md), so by default the schedulers plan for equal SMs.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import math
 import time
@@ -49,7 +50,8 @@ import numpy as np
 
 from mlaprof import format as fmt
 from mlaprof.costmodel import CostModel, resolve
-from mlaprof.schedule.plan import ScheduleError, TaskCosts, build_tasks, task_costs, timeline
+from mlaprof.schedule.native import calls as native
+from mlaprof.schedule.plan import ScheduleError, TaskCosts, build_tasks, task_costs, tasks_from_lists, timeline
 from mlaprof.schedule.spread import offload, relabel
 from mlaprof.schedule.static import best_static_plan, group_sizes, merge_levels, prefer_per_token
 from mlaprof.schedule.tasks import Schedule
@@ -70,9 +72,11 @@ class _Costs:
         self.a_f, _ = cost.partial_linear(rows, final=True)
         self.lag = cost.sem_latency_ns - cost.reduce_setup_ns  # input end -> reduction start (setup overlaps the wait)
         row_counts = sorted({fmt.NUM_HEADS_Q, rows})
-        fan = np.arange(fmt.MAX_FANIN + 1)
-        self.red_scratch = {r: cost.reduction_ns(fan, r, False) for r in row_counts}  # indexed by fan-in
-        self.red_final = {r: cost.reduction_ns(fan, r, True) for r in row_counts}
+        # every (rows, final, fan-in) in one call: elementwise, so the same values as one call per row count
+        table = cost.reduction_ns(np.arange(fmt.MAX_FANIN + 1)[None, None, :], np.asarray(row_counts)[:, None, None],
+                                  np.asarray([False, True])[None, :, None])
+        self.red_scratch = {r: table[j, 0] for j, r in enumerate(row_counts)}  # indexed by fan-in
+        self.red_final = {r: table[j, 1] for j, r in enumerate(row_counts)}
         self.red = {(k, f, r): v for r in row_counts for f, arr in ((False, self.red_scratch[r]), (True, self.red_final[r]))
                     for k, v in enumerate(arr.tolist()) if k >= 1}
 
@@ -411,20 +415,24 @@ def balanced_fillers(tiles: np.ndarray, num_sms: int, c: _Costs, k: int, rows: i
     t_seq = tiles[:, None] * c.tau / m[None, :] + depth[None, :] + c.a_p  # [b, S]
     t_seq[:, 0] = c.a_f + tiles * c.tau
     whole_ns = t_seq[:, 0]
+    # a sequence needs the fewest SMs whose time is within the target, i.e. one more than the leading
+    # entries of its running minimum that exceed it: a bisection on the negated (ascending) running minima,
+    # in plain Python (numpy calls on these small rows cost more than the bisection's whole arithmetic)
+    falling = (-np.minimum.accumulate(t_seq, axis=1)).tolist()
+    whole_l = whole_ns.tolist()
 
     def needs(target):
-        ok = t_seq <= target
-        return np.where(ok.any(axis=1), ok.argmax(axis=1) + 1, 0)
+        return [k + 1 if k < num_sms else 0 for k in (bisect.bisect_left(row, -target) for row in falling)]
 
     def fits(target):
         need = needs(target)
-        if not need.all():
+        if not all(need):
             return False
-        split = need > 1
-        w = whole_ns[~split]
-        # whole sequences need SMs of their own: at least their total over T, and one each above T/2
-        bins = max(int(np.ceil(w.sum() / target)), int((w > 0.5 * target).sum()))
-        return int(need[split].sum()) + bins <= num_sms
+        w = [x for x, n in zip(whole_l, need) if n == 1]
+        # whole sequences need SMs of their own: at least their total over T, and one each above T/2 (the total
+        # as numpy sums it, pairwise, as an array's sum did before)
+        bins = max(math.ceil(np.add.reduce(np.asarray(w, dtype=float)) / target), sum(x > 0.5 * target for x in w))
+        return sum(n for n in need if n > 1) + bins <= num_sms
 
     lo = float(tiles.sum() * c.tau / num_sms)
     hi = float(whole_ns.max() + whole_ns.sum() / num_sms)
@@ -433,8 +441,7 @@ def balanced_fillers(tiles: np.ndarray, num_sms: int, c: _Costs, k: int, rows: i
             break
         mid = 0.5 * (lo + hi)
         lo, hi = (lo, mid) if fits(mid) else (mid, hi)
-    need = needs(hi)
-    return {int(i): int(need[i]) for i in np.flatnonzero(need > 1)}
+    return {i: n for i, n in enumerate(needs(hi)) if n > 1}
 
 
 def candidates(tiles: np.ndarray, num_sms: int, c: _Costs, s_q: int,
@@ -503,6 +510,15 @@ def makespan_schedule(workload: Workload, num_sms: int, cost: CostModel | None =
     cost = resolve(cost)
     if num_sms < 1:
         raise ScheduleError(f"need at least 1 SM, got {num_sms}")
+    if not sm_rates:  # the same search in C, where built (per-SM placement stays in Python)
+        found = native.makespan(workload, num_sms, cost, per_token, TIMED)
+        if found is not None:
+            cols, params = found
+            return Schedule(
+                workload=workload, num_sms=num_sms, queues=cols["queues"], scheduler="makespan",
+                tasks=tasks_from_lists(*(cols[k] for k in native.COLUMNS)), params=params,
+                predicted_makespan_us=max(cols["end_us"]), compute_ms=(time.perf_counter() - t0) * 1e3,
+            )
     s_q = workload.s_q
     rows = s_q * fmt.NUM_HEADS_Q
     c = _Costs(cost, rows)
@@ -545,7 +561,7 @@ def makespan_schedule(workload: Workload, num_sms: int, cost: CostModel | None =
             timed.append(_timed({**cols, "queues": moved}, {**params, "sm_order": "by-rate"}, costs, len(timed)))
     # the static schedule is one more rollout (as it is, and on the SMs by rate): where no backward plan
     # beats it, it is the answer
-    base = best_static_plan(workload, num_sms, cost, per_token=per_token)
+    base = best_static_plan(workload, num_sms, cost, per_token=choice[0])  # the kind static would choose
     base_params = {"rollouts": len(cands) + 1, "shape": "static", "chunk_tokens": base["chunk"],
                    "reductions": "per-token" if base["per_token"] else "whole"}
     base_cols = {k: base[k] for k in ("op", "seq", "kv0", "kv1", "inputs", "final", "q0", "qn", "queues")}

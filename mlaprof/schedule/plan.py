@@ -12,7 +12,9 @@ closely).
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import itertools
 from typing import Callable
 
 import numpy as np
@@ -245,30 +247,39 @@ _TASK_FIELDS = [f.name for f in dataclasses.fields(Task)]
 
 
 def build_tasks(op, seq, kv_start, kv_end, inputs, final, sm, start_ns, end_ns, q_start, q_count) -> list[Task]:
-    """Task objects from per-task columns; ids are positions.  Called once, on the winning plan.
+    """Task objects from per-task columns (numpy arrays or sequences, times in ns); ids are positions.
+    Called once, on the winning plan.  Columns go through ``tolist`` (one C call each) rather than
+    int()/float() per element."""
+    def ints(col):
+        return np.asarray(col, dtype=np.int64).tolist()
 
-    Fills the frozen dataclass's __dict__ directly from a dict display (the generated __init__ costs ~4 us
+    def us(col):
+        return (np.asarray(col, dtype=float) / 1e3).tolist()
+
+    return tasks_from_lists(ints(op), ints(seq), ints(kv_start), ints(kv_end), [tuple(i) for i in inputs],
+                            np.asarray(final, dtype=bool).tolist(), ints(sm), us(start_ns), us(end_ns), ints(q_start),
+                            ints(q_count))
+
+
+def tasks_from_lists(op, seq, kv_start, kv_end, inputs, final, sm, start_us, end_us, q_start, q_count) -> list[Task]:
+    """``build_tasks`` for columns that are already lists of Python ints, bools, tuples and floats (times in
+    us), as the native core returns them.
+
+    Fills each frozen dataclass's __dict__ directly from a dict display (the generated __init__ costs ~4 us
     per task, which is most of a 1 ms scheduling budget at a few hundred tasks; a display with constant
-    keys is cheaper than dict(zip(names, row))).  Columns go through ``tolist`` (one C call each) rather
-    than int()/float() per element, and opcodes through a dict rather than the Enum constructor.
+    keys is cheaper than dict(zip(names, row))): the displays in one comprehension, then the objects made
+    and given their dicts by map() (loops in C), and opcodes through a dict rather than the Enum
+    constructor.
     """
-    ops = {int(o): o for o in fmt.Opcode}
-    cols = zip(
-        range(len(op)), [ops[o] for o in np.asarray(op, dtype=np.int64).tolist()],
-        np.asarray(seq, dtype=np.int64).tolist(), np.asarray(q_start, dtype=np.int64).tolist(),
-        np.asarray(q_count, dtype=np.int64).tolist(), np.asarray(kv_start, dtype=np.int64).tolist(),
-        np.asarray(kv_end, dtype=np.int64).tolist(), [tuple(i) for i in inputs],
-        np.asarray(final, dtype=bool).tolist(), np.asarray(sm, dtype=np.int64).tolist(),
-        (np.asarray(start_ns, dtype=float) / 1e3).tolist(), (np.asarray(end_ns, dtype=float) / 1e3).tolist(),
-    )
     assert _TASK_FIELDS == ["id", "op", "seq", "q_start", "q_count", "kv_start", "kv_end", "inputs", "final", "sm",
-                            "est_start_us", "est_end_us"], "Task's fields changed: update build_tasks"
-    out = []
-    append = out.append
-    new = object.__new__
-    for i, o, s, qa, qn, ka, kb, ins, f, m, es, ee in cols:
-        t = new(Task)
-        t.__dict__.update({"id": i, "op": o, "seq": s, "q_start": qa, "q_count": qn, "kv_start": ka, "kv_end": kb,
-                           "inputs": ins, "final": f, "sm": m, "est_start_us": es, "est_end_us": ee})
-        append(t)
-    return out
+                            "est_start_us", "est_end_us"], "Task's fields changed: update tasks_from_lists"
+    n = len(op)
+    ops = {int(o): o for o in fmt.Opcode}
+    dicts = [{"id": i, "op": o, "seq": s, "q_start": qa, "q_count": qn, "kv_start": ka, "kv_end": kb, "inputs": ins,
+              "final": f, "sm": m, "est_start_us": es, "est_end_us": ee}
+             for i, o, s, qa, qn, ka, kb, ins, f, m, es, ee in zip(
+                 range(n), map(ops.__getitem__, op), seq, q_start, q_count, kv_start, kv_end, inputs, final, sm,
+                 start_us, end_us)]
+    tasks = list(map(object.__new__, itertools.repeat(Task, n)))
+    collections.deque(map(object.__setattr__, tasks, itertools.repeat("__dict__"), dicts), maxlen=0)
+    return tasks

@@ -17,7 +17,8 @@ import numpy as np
 
 from mlaprof import format as fmt
 from mlaprof.costmodel import CostModel, resolve
-from mlaprof.schedule.plan import ScheduleError, build_tasks, durations, task_costs, timeline
+from mlaprof.schedule.native import calls as native
+from mlaprof.schedule.plan import ScheduleError, build_tasks, durations, task_costs, tasks_from_lists, timeline
 from mlaprof.schedule.tasks import Schedule
 from mlaprof.workloads import Workload
 
@@ -51,14 +52,27 @@ def static_schedule(workload: Workload, num_sms: int, cost: CostModel | None = N
     """``per_token``: None lets the cost model choose between whole and per-token reductions."""
     t0 = time.perf_counter()
     cost = resolve(cost)
-    p = best_static_plan(workload, num_sms, cost, fanin, per_token)
+    check_args(num_sms, fanin)
+    p = native.static_plan(workload, num_sms, cost, fanin, per_token)  # the same plan, in C, where built
+    if p is not None:
+        tasks, predicted_us = tasks_from_lists(*(p[k] for k in native.COLUMNS)), max(p["end_us"])
+    else:
+        p = best_static_plan(workload, num_sms, cost, fanin, per_token)
+        tasks = build_tasks(*(p[k] for k in ("op", "seq", "kv0", "kv1", "inputs", "final", "sm", "start", "end",
+                                             "q0", "qn")))
+        predicted_us = float(p["end"].max()) / 1e3
     return Schedule(
-        workload=workload, num_sms=num_sms, queues=p["queues"], scheduler="static",
-        tasks=build_tasks(*(p[k] for k in ("op", "seq", "kv0", "kv1", "inputs", "final", "sm", "start", "end",
-                                           "q0", "qn"))),
+        workload=workload, num_sms=num_sms, queues=p["queues"], scheduler="static", tasks=tasks,
         params={"fanin": fanin, "chunk_tokens": p["chunk"], "reductions": "per-token" if p["per_token"] else "whole"},
-        predicted_makespan_us=float(p["end"].max()) / 1e3, compute_ms=(time.perf_counter() - t0) * 1e3,
+        predicted_makespan_us=predicted_us, compute_ms=(time.perf_counter() - t0) * 1e3,
     )
+
+
+def check_args(num_sms: int, fanin: int) -> None:
+    if num_sms < 1:
+        raise ScheduleError(f"need at least 1 SM, got {num_sms}")
+    if not 2 <= fanin <= fmt.MAX_FANIN:
+        raise ScheduleError(f"reduction fan-in must be 2..{fmt.MAX_FANIN}, got {fanin}")
 
 
 def prefer_per_token(workload: Workload, cost: CostModel, fanin: int = fmt.MAX_FANIN) -> bool:
@@ -131,10 +145,7 @@ def static_plan(workload: Workload, num_sms: int, cost: CostModel, fanin: int = 
 
     Task ids: the partials in sequence order, then per split sequence its tree (per token: the tree once
     per query token, reduction ids shifted, the leaves shared)."""
-    if num_sms < 1:
-        raise ScheduleError(f"need at least 1 SM, got {num_sms}")
-    if not 2 <= fanin <= fmt.MAX_FANIN:
-        raise ScheduleError(f"reduction fan-in must be 2..{fmt.MAX_FANIN}, got {fanin}")
+    check_args(num_sms, fanin)
     s_q = workload.s_q
     lens = np.asarray(workload.lens, dtype=np.int64)
     per_sm = -(-workload.total_kv // num_sms)

@@ -1,0 +1,153 @@
+"""The schedulers' native core (mlaprof/schedule/native) against the Python planners it mirrors: the same
+schedules, bit for bit (tasks, predicted times, queues, params), on the golden cases, on random workloads,
+SM counts and cost models; and how it is built, cached and done without."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mlaprof.costmodel import CostModel, default
+from mlaprof.schedule import make_schedule, native
+from mlaprof.schedule.makespan import makespan_schedule
+from mlaprof.schedule.static import static_schedule
+from mlaprof.workloads import NAMED, Workload
+from tests.test_schedule import workloads
+from tests.test_schedule_speed_equivalence import _cost, cases
+
+REPO = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.skipif(native.library() is None, reason="the native core could not be built here")
+
+
+def both(plan):
+    """``plan()`` with the native core, then in Python."""
+    got = plan()
+    with native.python_only():
+        want = plan()
+    return got, want
+
+
+def assert_same(got, want) -> None:
+    assert got.tasks == want.tasks  # every field, the predicted times compared exactly
+    assert got.queues == want.queues
+    assert got.params == want.params
+    assert got.predicted_makespan_us == want.predicted_makespan_us
+    assert [type(v) for v in vars(got.tasks[0]).values()] == [type(v) for v in vars(want.tasks[0]).values()]
+
+
+@pytest.mark.parametrize("cid,w,sms,sched,cost", cases(), ids=[c[0] for c in cases()])
+def test_golden_cases_match_python(cid, w, sms, sched, cost):
+    assert_same(*both(lambda: make_schedule(w, sms, sched, _cost(cost))))
+
+
+@pytest.mark.parametrize("name", list(NAMED))
+@pytest.mark.parametrize("num_sms", [1, 2, 7, 132, 200])
+@pytest.mark.parametrize("per_token", [None, False, True])
+def test_named_workloads_match_python(name, num_sms, per_token):
+    w = NAMED[name]
+    assert_same(*both(lambda: static_schedule(w, num_sms, per_token=per_token)))
+    assert_same(*both(lambda: makespan_schedule(w, num_sms, per_token=per_token)))
+
+
+def cost_models():
+    """The packaged and uncalibrated models, and random ones around the packaged model (any constant scaled
+    by 0 to 3, row granules of 16 to 128): the C formulas must follow every constant."""
+    fields = [f.name for f in dataclasses.fields(CostModel) if f.name != "row_granule"]
+    scaled = st.fixed_dictionaries({n: st.one_of(st.just(1.0), st.just(0.0), st.floats(0.0, 3.0)) for n in fields})
+
+    def build(scales, granule):
+        base = default()
+        return dataclasses.replace(base, row_granule=granule,
+                                   **{n: getattr(base, n) * s for n, s in scales.items()})
+
+    return st.one_of(st.just(default()), st.just(CostModel()),
+                     st.builds(build, scaled, st.sampled_from([16, 32, 64, 128])))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(w=workloads(max_total=2_000_000), num_sms=st.integers(1, 200), cost=cost_models(),
+       per_token=st.sampled_from([None, False, True]), fanin=st.integers(2, 6))
+def test_random_workloads_match_python(w, num_sms, cost, per_token, fanin):
+    assert_same(*both(lambda: static_schedule(w, num_sms, cost, fanin=fanin, per_token=per_token)))
+    assert_same(*both(lambda: makespan_schedule(w, num_sms, cost, per_token=per_token)))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(s_q=st.integers(1, 4), lens=st.lists(st.integers(4, 300), min_size=1, max_size=12),
+       num_sms=st.integers(1, 200))
+def test_short_sequences_match_python(s_q, lens, num_sms):
+    """Sequences of a few tiles on many SMs: empty filler leaves, merges of one input, whole sequences."""
+    w = Workload("short", tuple(lens), s_q)
+    assert_same(*both(lambda: make_schedule(w, num_sms, "static")))
+    assert_same(*both(lambda: make_schedule(w, num_sms, "makespan")))
+
+
+def test_python_planner_where_the_core_cannot_plan():
+    class Scaled(CostModel):  # a model whose spans the C formulas do not know
+        def partial_ns(self, tokens, rows, final):
+            return 2 * super().partial_ns(tokens, rows, final)
+
+    assert not native.usable(Scaled())
+    w = NAMED["seed-representative"]
+    s = make_schedule(w, 16, "static", Scaled())
+    with native.python_only():
+        assert native.library() is None
+        assert_same(s, make_schedule(w, 16, "static", Scaled()))
+    # per-SM placement stays in Python, and gives what it gave before
+    assert_same(*both(lambda: make_schedule(w, 132, "makespan", sm_rates=True)))
+
+
+def _run(code: str, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO), **env}, timeout=600)
+
+
+PRINT_SCHEDULES = """
+    from mlaprof.schedule import make_schedule, native
+    from mlaprof.workloads import NAMED
+    w = NAMED["seed-representative"]
+    print(native.library() is not None)
+    for sched in ("static", "makespan"):
+        s = make_schedule(w, 132, sched)
+        print(repr(s.tasks), s.queues, s.params)
+"""
+
+
+def test_concurrent_first_builds_share_one_library(tmp_path):
+    """Processes that build at once into an empty cache each get a whole library (compiled under a private
+    name, renamed into place), and leave one library and no temporary files."""
+    env = {"XDG_CACHE_HOME": str(tmp_path)}
+    procs = [subprocess.Popen([sys.executable, "-c", textwrap.dedent(PRINT_SCHEDULES)], cwd=REPO, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              env={**os.environ, "PYTHONPATH": str(REPO), **env}) for _ in range(3)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [e for _, e in outs]
+    assert all(o.splitlines()[0] == "True" for o, _ in outs)
+    assert len({o for o, _ in outs}) == 1
+    files = sorted(p.name for p in (tmp_path / "mlaprof" / "native").iterdir())
+    assert len(files) == 1 and files[0].endswith(".so"), files
+
+
+def test_without_a_compiler_plans_in_python_with_one_warning(tmp_path):
+    env = {"XDG_CACHE_HOME": str(tmp_path), "CC": str(tmp_path / "no-such-cc")}
+    without = _run(PRINT_SCHEDULES, env)
+    assert without.returncode == 0, without.stderr
+    assert without.stdout.splitlines()[0] == "False"
+    assert len(without.stderr.strip().splitlines()) == 1, without.stderr
+    assert "native scheduler core unavailable" in without.stderr
+    with_core = _run(PRINT_SCHEDULES, {})
+    assert with_core.stdout.splitlines()[1:] == without.stdout.splitlines()[1:]
+
+
+def test_turned_off_by_the_environment():
+    done = _run("from mlaprof.schedule import native; print(native.library())", {"MLAPROF_NATIVE": "0"})
+    assert done.stdout.strip() == "None" and done.stderr == ""
