@@ -369,7 +369,10 @@ def _work_bound(tiles: np.ndarray, num_sms: int, c: _Costs, m_fill: dict[int, in
         key = (size, k)
         if key not in tree_memo:
             tree_memo[key] = _tree(size, k)
-        work += copies * count * sum(c.red[(len(ins), root, rrows)] for ins, root in tree_memo[key])
+        reds = 0.0  # added left to right (sum() of floats is compensated from Python 3.12: not what the C adds)
+        for ins, root in tree_memo[key]:
+            reds += c.red[(len(ins), root, rrows)]
+        work += copies * count * reds
     longest_whole = float(tiles[whole].max()) * c.tau + c.a_f if whole.any() else 0.0
     return max(work / num_sms, longest_whole, _depth_bound(tiles, m, is_fill, c, k, rrows))
 
