@@ -14,17 +14,33 @@ void costs_init(const Model *m, i64 rows, Costs *c) {
     c->lag = m->sem_latency_ns - m->reduce_setup_ns; /* input end -> reduction start (setup overlaps the wait) */
 }
 
-typedef struct { /* the tail's ready items, ordered as Python orders (r_time, i, idx, is_red, q) */
+/* The tail's ready items, ordered as Python orders its tuples (r_time, i, idx, is_red, q): by time, then
+   by ``id``, which packs (sequence, index, is it a merge, query token) so that comparing it compares them
+   in that order (fields checked to fit before the tail starts). */
+enum { Q_BITS = 8, IDX_BITS = 28, SEQ_BITS = 63 - Q_BITS - 1 - IDX_BITS };
+typedef struct {
     double t;
-    i64 i, idx, is_red, q;
+    uint64_t id;
 } Ready;
 
+static inline Ready ready_item(double t, i64 i, i64 idx, int is_red, i64 q) {
+    return (Ready){t, (uint64_t)i << (IDX_BITS + 1 + Q_BITS) | (uint64_t)idx << (1 + Q_BITS)
+                          | (uint64_t)is_red << Q_BITS | (uint64_t)q};
+}
+
+typedef struct {
+    double t;
+    i64 i, idx, is_red, q;
+} ReadyFields;
+
+static inline ReadyFields ready_fields(Ready r) {
+    const uint64_t idx_mask = ((uint64_t)1 << IDX_BITS) - 1, q_mask = ((uint64_t)1 << Q_BITS) - 1;
+    return (ReadyFields){r.t, (i64)(r.id >> (IDX_BITS + 1 + Q_BITS)), (i64)(r.id >> (1 + Q_BITS) & idx_mask),
+                         (i64)(r.id >> Q_BITS & 1), (i64)(r.id & q_mask)};
+}
+
 static inline int ready_less(const Ready *a, const Ready *b) {
-    if (a->t != b->t) return a->t < b->t;
-    if (a->i != b->i) return a->i < b->i;
-    if (a->idx != b->idx) return a->idx < b->idx;
-    if (a->is_red != b->is_red) return a->is_red < b->is_red;
-    return a->q < b->q;
+    return a->t < b->t || (a->t == b->t && a->id < b->id);
 }
 HEAP_FUNCTIONS(ready_heap, Ready, ready_less)
 
@@ -82,7 +98,7 @@ int backward_plan(Arena *a, const Model *m, const Costs *c, const i64 *tiles, i6
     p->b = b, p->chunk = chunk, p->k = k, p->copies = copies, p->num_fillers = 0;
     p->leaf_off = ALLOC(a, i64, b + 1);
     p->is_filler = ALLOC(a, i64, b);
-    p->tree = ALLOC(a, Tree *, b);
+    p->tree = ALLOC_ZERO(a, Tree *, b);
     p->red_off = ALLOC(a, i64, b + 1);
     p->whole_sm = ALLOC(a, i64, b);
     p->whole_re = ALLOC(a, double, b);
@@ -101,11 +117,11 @@ int backward_plan(Arena *a, const Model *m, const Costs *c, const i64 *tiles, i6
     }
     p->leaf_off[b] = L;
     p->leaf_n = ALLOC(a, i64, L);
-    p->leaf_placed = ALLOC(a, i64, L);
+    p->leaf_placed = ALLOC_ZERO(a, i64, L);
     p->leaf_sm = ALLOC(a, i64, L);
     p->leaf_re = ALLOC(a, double, L);
     p->leaf_start = ALLOC(a, double, L);
-    double *rho = ALLOC(a, double, L);
+    double *rho = ALLOC_ZERO(a, double, L);
     i64 *pend = ALLOC(a, i64, L), *first_read = ALLOC(a, i64, L), *seq_of_leaf = ALLOC(a, i64, L);
     if (a->failed) return E_NOMEM;
     i64 num_reds = 0;
@@ -134,16 +150,19 @@ int backward_plan(Arena *a, const Model *m, const Costs *c, const i64 *tiles, i6
     SmFree *sms = ALLOC(a, SmFree, num_sms);
     if (a->failed) return E_NOMEM;
     size_t num_ready = 0, num_free = (size_t)num_sms;
+    if (b >= (i64)1 << SEQ_BITS || L >= (i64)1 << IDX_BITS || num_reds >= (i64)1 << IDX_BITS
+        || copies >= (i64)1 << Q_BITS)
+        return E_INTERNAL; /* too large to pack: left to Python */
 
     /* ---- tail: reversed list scheduling of reductions and fixed partials ------------------------------ */
     for (i64 s = 0; s < num_sms; s++) sms[s] = (SmFree){0.0, s};
     for (i64 i = 0; i < b; i++)
         if (p->tree[i] != NULL)
-            for (i64 q = 0; q < copies; q++) ready[num_ready++] = (Ready){0.0, i, p->tree[i]->count - 1, 1, q};
+            for (i64 q = 0; q < copies; q++) ready[num_ready++] = ready_item(0.0, i, p->tree[i]->count - 1, 1, q);
     ready_heap_heapify(ready, num_ready);
     i64 num_first = 0;
     while (num_ready > 0) {
-        Ready r = ready_heap_pop(ready, &num_ready);
+        ReadyFields r = ready_fields(ready_heap_pop(ready, &num_ready));
         SmFree f = sms[0]; /* popped, and pushed back below with its new end */
         double start = f.t > r.t ? f.t : r.t, end;
         i64 lo = p->leaf_off[r.i];
@@ -155,7 +174,7 @@ int backward_plan(Arena *a, const Model *m, const Costs *c, const i64 *tiles, i6
             double dl = end + c->lag;
             const i64 *ins = t->ins + t->in_off[r.idx];
             for (i64 x = 0; x < t->in_len[r.idx]; x++)
-                if (ins[x] < 0) ready_heap_push(ready, &num_ready, (Ready){dl, r.i, ~ins[x], 1, r.q});
+                if (ins[x] < 0) ready_heap_push(ready, &num_ready, ready_item(dl, r.i, ~ins[x], 1, r.q));
             for (i64 x = 0; x < t->in_len[r.idx]; x++) {
                 if (ins[x] < 0) continue;
                 i64 leaf = lo + ins[x];
@@ -165,7 +184,7 @@ int backward_plan(Arena *a, const Model *m, const Costs *c, const i64 *tiles, i6
                     rho[leaf] = dl;
                 }
                 if (left == 0 && !p->is_filler[r.i])
-                    ready_heap_push(ready, &num_ready, (Ready){rho[leaf], r.i, ins[x], 0, 0});
+                    ready_heap_push(ready, &num_ready, ready_item(rho[leaf], r.i, ins[x], 0, 0));
             }
         } else {
             i64 leaf = lo + r.idx;
@@ -183,7 +202,7 @@ int backward_plan(Arena *a, const Model *m, const Costs *c, const i64 *tiles, i6
     /* ---- fill: filler leaves onto the least busy SMs, deepest deadline with the busiest of those ------ */
     i64 *keys = ALLOC(a, i64, L), *key_order = ALLOC(a, i64, L), *by_tail = ALLOC(a, i64, num_sms);
     double *key_rho = ALLOC(a, double, L);
-    i64 *has_start = ALLOC(a, i64, L);
+    i64 *has_start = ALLOC_ZERO(a, i64, L);
     if (a->failed) return E_NOMEM;
     i64 num_keys = 0;
     for (i64 j = 0; j < num_first; j++)

@@ -20,6 +20,11 @@ FLAGS = ("-O2", "-std=c11", "-shared", "-fPIC", "-ffp-contract=off")
 LIB_NAME = "mlaprof_schedule"
 
 
+def flags() -> tuple[str, ...]:
+    """FLAGS, and any in ``$MLAPROF_NATIVE_CFLAGS`` (the tests add -DMLP_POISON, see core.h's ALLOC)."""
+    return FLAGS + tuple(os.environ.get("MLAPROF_NATIVE_CFLAGS", "").split())
+
+
 class BuildError(RuntimeError):
     """No compiler, or it failed: the schedulers plan in Python instead."""
 
@@ -59,7 +64,7 @@ def library_path() -> Path:
     h = hashlib.sha256()
     for src in sources():
         h.update(src.name.encode() + b"\0" + src.read_bytes() + b"\0")
-    h.update(" ".join((*FLAGS, sys.platform, os.uname().machine if hasattr(os, "uname") else "")).encode())
+    h.update(" ".join((*flags(), sys.platform, os.uname().machine if hasattr(os, "uname") else "")).encode())
     return cache_dir() / f"{LIB_NAME}-{h.hexdigest()[:20]}.so"
 
 
@@ -77,7 +82,7 @@ def build() -> Path:
     if cc is None:
         raise BuildError("no C compiler (set $CC, or install cc/gcc)")
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    cmd = [cc, *FLAGS, "-o", str(tmp), *(str(s) for s in sources() if s.suffix == ".c"), "-lm"]
+    cmd = [cc, *flags(), "-o", str(tmp), *(str(s) for s in sources() if s.suffix == ".c"), "-lm"]
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     except (OSError, subprocess.TimeoutExpired) as e:

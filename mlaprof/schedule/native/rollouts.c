@@ -108,7 +108,8 @@ static double depth_bound(const Costs *c, const i64 *tiles, const i64 *mm, const
 static double work_bound(Arena *a, const Model *m, const Costs *c, const i64 *tiles, i64 b, i64 S,
                          const Candidate *cd) {
     i64 rrows = c->rows / cd->copies;
-    i64 *mm = ALLOC(a, i64, b), *is_fill = ALLOC(a, i64, b), *sizes = ALLOC(a, i64, b), *by_size = ALLOC(a, i64, b);
+    i64 *mm = ALLOC(a, i64, b), *is_fill = ALLOC_ZERO(a, i64, b);
+    i64 *sizes = ALLOC(a, i64, b), *by_size = ALLOC(a, i64, b);
     if (a->failed) return NAN;
     i64 tile_sum = 0, num_whole = 0, partial_count = 0, num_sizes = 0, longest_whole = -1;
     for (i64 i = 0; i < b; i++) {
@@ -180,7 +181,7 @@ int makespan(Arena *a, const Model *m, const i64 *lens, i64 b, i64 s_q, i64 S, i
     i64 half = per_sm / 2 > 1 ? per_sm / 2 : 1, nc = 0;
     i64 fill_longest = S < tiles[longest] ? S : tiles[longest];
     for (int j = 0; j < 4; j++)
-        if ((cands[j].m_fill = ALLOC(a, i64, b)) == NULL) return E_NOMEM;
+        if ((cands[j].m_fill = ALLOC_ZERO(a, i64, b)) == NULL) return E_NOMEM;
     if (S >= 2) {
         /* every long sequence fills its share of the SMs; the others stay whole */
         Candidate *all = candidate(&cands[nc++], SHAPE_FILL_ALL, tiles[longest] + 1, k, copies);

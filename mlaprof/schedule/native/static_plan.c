@@ -23,7 +23,7 @@ int static_plan(Arena *a, const Model *m, const i64 *lens, i64 b, i64 s_q, i64 n
 
     /* static.split_all: each sequence's chunk count and first partial */
     i64 *parts = ALLOC(a, i64, b), *first = ALLOC(a, i64, b);
-    Tree **tpl = ALLOC(a, Tree *, b);
+    Tree **tpl = ALLOC_ZERO(a, Tree *, b);
     if (a->failed) return E_NOMEM;
     i64 num_partials = 0, num_red = 0, num_inputs = 0, copies = per_token ? s_q : 1;
     for (i64 i = 0; i < b; i++) {

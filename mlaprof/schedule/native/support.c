@@ -46,7 +46,7 @@ static Block *new_block(size_t bytes) {
     return b;
 }
 
-void *arena_alloc(Arena *a, size_t bytes) {
+void *arena_alloc(Arena *a, size_t bytes, int zero) {
     bytes = (bytes + sizeof(max_align_t) - 1) / sizeof(max_align_t) * sizeof(max_align_t);
     Block *b = a->head;
     if (b == NULL || b->cap - b->used < bytes) {
@@ -59,7 +59,11 @@ void *arena_alloc(Arena *a, size_t bytes) {
     }
     void *p = (char *)b->data + b->used;
     b->used += bytes;
-    memset(p, 0, bytes);
+#ifdef MLP_POISON
+    memset(p, zero ? 0 : 0xA5, bytes);
+#else
+    if (zero) memset(p, 0, bytes);
+#endif
     return p;
 }
 
@@ -77,26 +81,26 @@ void arena_free(Arena *a) {
 
 /* ---- sorts: (key, index) pairs, ordered by key and then by index.  That order is total, so any correct
    sort gives the stable sort's result; this one is insertion sort on runs of 16, then bottom-up merges.
-   Scratch comes from the arena; if it runs out, the indices stay in order (valid, so nothing reads out of
-   bounds) and the call reports E_NOMEM at its end (api.c). */
+   A descending sort is an ascending one on the negated keys (-x orders as x reversed, and -0.0 ties with
+   0.0 as 0.0 does).  Scratch comes from the arena; if it runs out, the indices stay in order (valid, so
+   nothing reads out of bounds) and the call reports E_NOMEM at its end (api.c). */
 typedef struct {
     double key;
     i64 idx;
 } KeyIdx;
 
-static inline int before(const KeyIdx *x, const KeyIdx *y, int descending) {
-    if (x->key != y->key) return descending ? x->key > y->key : x->key < y->key;
-    return x->idx < y->idx;
+static inline int before(const KeyIdx *x, const KeyIdx *y) {
+    return x->key < y->key || (x->key == y->key && x->idx < y->idx);
 }
 
-static void sort_pairs(KeyIdx *v, KeyIdx *tmp, i64 n, int descending) {
+static void sort_pairs(KeyIdx *v, KeyIdx *tmp, i64 n) {
     enum { RUN = 16 };
     for (i64 lo = 0; lo < n; lo += RUN) {
         i64 hi = lo + RUN < n ? lo + RUN : n;
         for (i64 j = lo + 1; j < hi; j++) {
             KeyIdx x = v[j];
             i64 l = j;
-            for (; l > lo && before(&x, &v[l - 1], descending); l--) v[l] = v[l - 1];
+            for (; l > lo && before(&x, &v[l - 1]); l--) v[l] = v[l - 1];
             v[l] = x;
         }
     }
@@ -105,7 +109,7 @@ static void sort_pairs(KeyIdx *v, KeyIdx *tmp, i64 n, int descending) {
         for (i64 lo = 0; lo < n; lo += 2 * width) {
             i64 mid = lo + width < n ? lo + width : n, hi = lo + 2 * width < n ? lo + 2 * width : n;
             i64 a = lo, b = mid, o = lo;
-            while (a < mid && b < hi) dst[o++] = before(&src[b], &src[a], descending) ? src[b++] : src[a++];
+            while (a < mid && b < hi) dst[o++] = before(&src[b], &src[a]) ? src[b++] : src[a++];
             while (a < mid) dst[o++] = src[a++];
             while (b < hi) dst[o++] = src[b++];
         }
@@ -118,8 +122,9 @@ static void sort_pairs(KeyIdx *v, KeyIdx *tmp, i64 n, int descending) {
 static KeyIdx *sorted_pairs(Arena *a, const double *key, const i64 *ikey, i64 n, int descending) {
     KeyIdx *v = ALLOC(a, KeyIdx, n), *tmp = ALLOC(a, KeyIdx, n);
     if (v == NULL || tmp == NULL) return NULL;
-    for (i64 j = 0; j < n; j++) v[j] = (KeyIdx){key ? key[j] : (double)ikey[j], j};
-    sort_pairs(v, tmp, n, descending);
+    double sign = descending ? -1.0 : 1.0;
+    for (i64 j = 0; j < n; j++) v[j] = (KeyIdx){sign * (key ? key[j] : (double)ikey[j]), j};
+    sort_pairs(v, tmp, n);
     return v;
 }
 
@@ -137,7 +142,7 @@ void argsort_i64(Arena *a, i64 *idx, const i64 *key, i64 n, int descending) {
 void sort_f64(Arena *a, double *values, i64 n, int descending) {
     KeyIdx *v = sorted_pairs(a, values, NULL, n, descending);
     if (v != NULL)
-        for (i64 j = 0; j < n; j++) values[j] = v[j].key;
+        for (i64 j = 0; j < n; j++) values[j] = descending ? -v[j].key : v[j].key;
 }
 
 /* quickselect: the k-th largest value is one number, whichever way it is found */

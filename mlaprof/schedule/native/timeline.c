@@ -41,12 +41,13 @@ static void task_cost(const Model *m, const Cols *c, i64 t, TaskCost *k) {
 int timeline(Arena *a, const Model *m, const double *spread, Cols *c) {
     i64 n = c->n, num_sms = c->num_sms;
     TaskCost *k = ALLOC(a, TaskCost, n);
-    i64 *q_start = ALLOC(a, i64, num_sms), *ptr = ALLOC(a, i64, num_sms);
-    unsigned char *done = ALLOC(a, unsigned char, n);
+    i64 *q_start = ALLOC(a, i64, num_sms), *ptr = ALLOC_ZERO(a, i64, num_sms);
+    unsigned char *done = ALLOC_ZERO(a, unsigned char, n);
     i64 *waiting = ALLOC(a, i64, n);        /* first SM waiting on task t, or -1 */
     i64 *next_waiting = ALLOC(a, i64, num_sms); /* the next SM waiting on the same task */
     i64 *ready = ALLOC(a, i64, num_sms);
-    double *prod = ALLOC(a, double, num_sms), *cons = ALLOC(a, double, num_sms), *qfree = ALLOC(a, double, num_sms);
+    double *prod = ALLOC(a, double, num_sms), *cons = ALLOC_ZERO(a, double, num_sms);
+    double *qfree = ALLOC_ZERO(a, double, num_sms);
     if (a->failed) return E_NOMEM;
     for (i64 t = 0; t < n; t++) {
         task_cost(m, c, t, &k[t]);
