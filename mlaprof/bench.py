@@ -18,6 +18,7 @@ from typing import Callable
 import numpy as np
 
 from mlaprof import format as fmt
+from mlaprof.kernel import wait_for_gpu
 from mlaprof.workloads import NAMED, Workload
 
 GRAPH_REPLAYS = 200  # median of at least 100, as the peers report
@@ -31,7 +32,8 @@ class Entry:
     impl: str
     scheduler: str = ""
     timing: str = "off"
-    us_graph: float | None = None
+    us_graph: float | None = None      # one graph replay between two events (the host's launch call partly inside)
+    us_graph_gpu: float | None = None  # the same with the host's launch call covered: the GPU's time alone
     us_plain: float | None = None
     tflops: float | None = None
     gbs: float | None = None
@@ -50,38 +52,59 @@ def _capture(fn: Callable[[], None]):
     with torch.cuda.stream(s):
         for _ in range(3):
             fn()
+        warmed = torch.cuda.Event()
+        warmed.record()
+    wait_for_gpu(warmed, "the warm-up launches before a CUDA-graph capture")
     torch.cuda.current_stream().wait_stream(s)
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
         fn()
     for _ in range(5):
         graph.replay()
-    torch.cuda.synchronize()
+    replayed = torch.cuda.Event()
+    replayed.record()
+    wait_for_gpu(replayed, "the warm-up replays of a CUDA graph")
     return graph
 
 
-def _replay_us(graph) -> float:
+# A GPU sleep queued before the start event of a "covered" replay: longer than the host needs to record the
+# event and launch the graph (~10-20 us from Python), so the GPU waits on nothing the host does.
+COVER_CYCLES = 200_000  # ~0.1 ms at the H100's 1.98 GHz
+
+
+def _replay_us(graph, cover: bool = False) -> float:
+    """One replay between two events. Uncovered, the start event fires at once and the time holds part of
+    the host's graph-launch call too (~3 us on the device machines: bench/NOTES.md); ``cover`` queues a GPU
+    sleep first, so the events bracket the GPU's work on the graph alone."""
     import torch
 
     a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    if cover:
+        torch.cuda._sleep(COVER_CYCLES)
     a.record()
     graph.replay()
     b.record()
-    b.synchronize()
+    wait_for_gpu(b, "a CUDA-graph replay")
     return a.elapsed_time(b) * 1e3
 
 
-def _median_graph_us(fn: Callable[[], None], replays: int) -> float:
-    graph = _capture(fn)
-    return statistics.median(_replay_us(graph) for _ in range(replays))
+def _replays_us(graph, n: int) -> tuple[list[float], list[float]]:
+    """n replays timed each way: (uncovered, covered)."""
+    return [_replay_us(graph) for _ in range(n)], [_replay_us(graph, cover=True) for _ in range(n)]
+
+
+def _median_graph_us(fn: Callable[[], None], replays: int) -> tuple[float, float]:
+    """Median graph-replay time of ``fn``: (uncovered, covered), in us."""
+    plain, covered = _replays_us(_capture(fn), replays)
+    return statistics.median(plain), statistics.median(covered)
 
 
 INTERLEAVE_ROUNDS = 10
 
 
 def _interleaved_graph_us(fns: list[Callable[[], None]], replays: int,
-                          checks: list[Callable[[], None]] | None = None) -> list[float]:
-    """Median graph-replay time of each of ``fns``, measured in rounds that take every variant in turn (the
+                          checks: list[Callable[[], None]] | None = None) -> list[tuple[float, float]]:
+    """Median graph-replay time of each of ``fns`` (uncovered, covered: see ``_replay_us``), measured in rounds that take every variant in turn (the
     order rotating per round), so that clock and thermal drift over the run falls on all of them alike:
     variants of one kernel (timing on/off, two schedulers) are compared on the same minute of the GPU.
 
@@ -92,14 +115,17 @@ def _interleaved_graph_us(fns: list[Callable[[], None]], replays: int,
     for check in checks or ():
         check()
     times: list[list[float]] = [[] for _ in fns]
+    covered: list[list[float]] = [[] for _ in fns]
     per_round = max(1, -(-replays // INTERLEAVE_ROUNDS))
     for r in range(INTERLEAVE_ROUNDS):
         for k in range(len(fns)):
             i = (k + r) % len(fns)
-            times[i] += [_replay_us(graphs[i]) for _ in range(per_round)]
+            plain, cov = _replays_us(graphs[i], per_round)
+            times[i] += plain
+            covered[i] += cov
             if checks:
                 checks[i]()
-    return [statistics.median(t) for t in times]
+    return [(statistics.median(t), statistics.median(c)) for t, c in zip(times, covered)]
 
 
 def _median_plain_us(fn: Callable[[], None], launches: int) -> float:
@@ -108,7 +134,9 @@ def _median_plain_us(fn: Callable[[], None], launches: int) -> float:
 
     for _ in range(3):
         fn()
-    torch.cuda.synchronize()
+    warmed = torch.cuda.Event()
+    warmed.record()
+    wait_for_gpu(warmed, "the warm-up launches before plain timing")
     per = []
     batch = 10
     for _ in range(max(1, launches // batch)):
@@ -117,7 +145,7 @@ def _median_plain_us(fn: Callable[[], None], launches: int) -> float:
         for _ in range(batch):
             fn()
         b.record()
-        b.synchronize()
+        wait_for_gpu(b, "a batch of plain launches")
         per.append(a.elapsed_time(b) * 1e3 / batch)
     return statistics.median(per)
 
@@ -170,8 +198,8 @@ def megakernel_entries(w: Workload, tensors, ref, gpu: str, replays: int):
             e.note = f"a launch failed while timed, not timed: {err}"
         kernels = []
         graph_us = []
-    for (e, _), us in zip(kernels, graph_us):
-        e.us_graph = us
+    for (e, _), (us, us_gpu) in zip(kernels, graph_us):
+        e.us_graph, e.us_graph_gpu = us, us_gpu
         e.note += "; graph time interleaved with the other megakernel rows"
     for e, mk in kernels:
         e.us_plain = _median_plain_us(mk.launch, PLAIN_LAUNCHES)
@@ -219,7 +247,7 @@ def two_launch_entry(w, tensors, ref, enc, gpu, replays) -> Entry:
             second.check()
 
         try:
-            e.us_graph = _interleaved_graph_us([both], replays, [check])[0]
+            e.us_graph, e.us_graph_gpu = _interleaved_graph_us([both], replays, [check])[0]
         except KernelError as failed:
             e.note = f"a launch failed while timed, not timed: {failed}"
         else:
@@ -256,7 +284,7 @@ def sdpa_entry(w: Workload, tensors, ref, gpu: str, replays: int) -> Entry:
     out = call().reshape(b, s_q, h, w.dv)
     err = relative_error(out.float(), ref)
     e = Entry(w.name, "torch sdpa (gathered KV)", rel_err=err, gpu=gpu, note="KV gathered and padded outside the timing")
-    e.us_graph = _median_graph_us(call, replays)
+    e.us_graph, e.us_graph_gpu = _median_graph_us(call, replays)
     e.us_plain = _median_plain_us(call, PLAIN_LAUNCHES)
     return _rates(e, w)
 
@@ -278,7 +306,7 @@ def flashmla_entry(w: Workload, tensors, ref, gpu: str, replays: int) -> Entry:
 
     err = relative_error(call().float(), ref)
     e = Entry(w.name, "FlashMLA", rel_err=err, gpu=gpu)
-    e.us_graph = _median_graph_us(call, replays)
+    e.us_graph, e.us_graph_gpu = _median_graph_us(call, replays)
     e.us_plain = _median_plain_us(call, PLAIN_LAUNCHES)
     return _rates(e, w)
 
@@ -333,11 +361,12 @@ def to_markdown(entries: list[Entry]) -> str:
         w = NAMED.get(wname)
         floor = f", HBM floor {w.hbm_floor_us(HBM_TBPS):.1f} us" if w else ""
         lines += [f"### {wname}{floor}", "",
-                  "| impl | scheduler | timing | us (graph) | us (plain) | TFLOPS | GB/s | x floor | rel err | note |",
-                  "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+                  "| impl | scheduler | timing | us (graph) | us (graph, GPU only) | us (plain) | TFLOPS | GB/s | x floor "
+                  "| rel err | note |",
+                  "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
         fmt_ = lambda v, p=1: "" if v is None else f"{v:.{p}f}"  # noqa: E731
         for e in group:
-            lines.append(f"| {e.impl} | {e.scheduler} | {e.timing} | {fmt_(e.us_graph)} | {fmt_(e.us_plain)} | "
+            lines.append(f"| {e.impl} | {e.scheduler} | {e.timing} | {fmt_(e.us_graph)} | {fmt_(e.us_graph_gpu)} | {fmt_(e.us_plain)} | "
                          f"{fmt_(e.tflops)} | {fmt_(e.gbs, 0)} | {fmt_(e.x_floor, 2)} | "
                          f"{'' if e.rel_err is None else f'{e.rel_err:.1e}'} | {e.note} |")
         timed = [e for e in group if e.us_graph]

@@ -39,6 +39,34 @@ class KernelError(UserError):
     """The kernel reported an error through its status tensor (it never hangs: waits are bounded)."""
 
 
+class KernelHang(UserError):
+    """The GPU did not finish within HANG_TIMEOUT_S. Not a KernelError: nothing later in this process can use
+    the GPU, so callers must not catch it and carry on."""
+
+
+# The kernel bounds its own waits at WAIT_TIMEOUT_NS (0.2 s) and then ends with an error; a launch still
+# running after this long is stuck where no bound reaches (a kernel bug), and waiting on it would hang the host.
+HANG_TIMEOUT_S = 20.0
+HANG_POLL_S = 1e-4
+
+
+def wait_for_gpu(event, what: str, timeout_s: float = HANG_TIMEOUT_S) -> None:
+    """Wait until ``event`` (a recorded torch.cuda.Event) has completed, or raise KernelHang after ``timeout_s``."""
+    import time
+
+    if event.query():
+        return
+    deadline = time.monotonic() + timeout_s
+    while not event.query():
+        if time.monotonic() > deadline:
+            raise KernelHang(
+                f"{what} did not finish within {timeout_s:g} s: the megakernel is stuck past its own bounded "
+                "waits, which is a kernel bug (please report it with the workload and scheduler). This process "
+                "cannot use the GPU again; it exits, and the driver ends the stuck launch with it."
+            )
+        time.sleep(HANG_POLL_S)
+
+
 def require_gpu():
     import torch
 
@@ -122,10 +150,12 @@ class Megakernel:
         self.events = torch.zeros(num_sms, cap, fmt.EVENT_WORDS, dtype=torch.int64, device=dev)
         self.event_counts = torch.zeros(num_sms, dtype=torch.int32, device=dev)
 
-    def launch(self, reset_status: bool = True) -> None:
-        """Asynchronous launch on the current stream (no host sync: usable inside a CUDA graph)."""
-        if reset_status:
-            self.status.zero_()
+    def launch(self) -> None:
+        """Asynchronous launch on the current stream (no host sync: usable inside a CUDA graph).
+
+        One kernel and nothing else: a successful launch leaves the status and the semaphores zeroed, so only
+        ``check`` resets them, after it reports an error. Until then every launch sees the abort flag and ends
+        at once (a graph replayed after a failure does not wait out the kernel's wait bound on each replay)."""
         t = self.tensors
         self.ext.launch(
             self.instructions, t.q, t.kv_cache, t.block_table, t.cache_seqlens, self.out, self.out_lse,
@@ -138,6 +168,7 @@ class Megakernel:
         code, sm, instr, sem = (int(x) for x in self.status[:4].tolist())
         if code != fmt.Status.OK:
             self.sems.zero_()  # an aborted launch leaves semaphores set; the next launch must start clean
+            self.status.zero_()
             raise KernelError(_status_message(code, sm, instr, sem))
 
     def run(self) -> float:
@@ -145,14 +176,13 @@ class Megakernel:
         import torch
 
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        self.status.zero_()  # outside the timed region: the events bracket the megakernel alone
         # Keep the GPU busy while the host enqueues event + launch, so the start event fires right before the
         # kernel starts instead of waiting out host-side launch overhead (tens of µs from Python).
         torch.cuda._sleep(HOST_ENQUEUE_COVER_CYCLES)
         start.record()
-        self.launch(reset_status=False)
+        self.launch()
         end.record()
-        end.synchronize()
+        wait_for_gpu(end, "a megakernel launch")
         self.check()
         return start.elapsed_time(end) * 1e3
 

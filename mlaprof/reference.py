@@ -6,6 +6,11 @@ import torch
 
 from mlaprof.workloads import WorkloadTensors
 
+# Each sequence's KV is zero-padded to a multiple of this many rows (the padding is masked like any future
+# position): a handful of matmul shapes instead of one per sequence length. On a fresh GPU machine the first
+# call of each new shape cost seconds, and a workload of 64 distinct lengths stalled minutes (bench/NOTES.md).
+LENGTH_BUCKET = 1024
+
 
 def gather_kv(t: WorkloadTensors, seq: int) -> torch.Tensor:
     """The sequence's KV rows [len, d] in logical order, through its block table."""
@@ -27,9 +32,10 @@ def mla_decode_reference(t: WorkloadTensors, dv: int = 512, dtype=torch.float32)
     for seq in range(b):
         kv = gather_kv(t, seq).to(dtype)
         length = kv.shape[0]
+        kv = torch.nn.functional.pad(kv, (0, 0, 0, -length % LENGTH_BUCKET))
         q = t.q[seq].to(dtype)  # [s_q, h_q, d]
         scores = torch.einsum("thd,nd->thn", q, kv) * t.softmax_scale
-        pos = torch.arange(length, device=kv.device)
+        pos = torch.arange(kv.shape[0], device=kv.device)
         limit = length - s_q + torch.arange(s_q, device=kv.device)  # last visible position per token
         scores = scores.masked_fill(pos[None, None, :] > limit[:, None, None], float("-inf"))
         lse[seq] = torch.logsumexp(scores, dim=-1)

@@ -130,3 +130,79 @@ def test_bad_operand_is_reported():
     ins[0, 0, fmt.Word.KV_END] = 10_000  # beyond the sequence
     with pytest.raises(KernelError, match="operand out of range"):
         _run(w, ins, slots, sems)
+
+
+@pytest.mark.parametrize("s_q", [1, 4])
+def test_cache_rows_past_the_sequence_may_hold_nan(s_q):
+    """The kernel never zeroes shared memory: rows of a sequence's last page past its length (and pages no
+    sequence uses) may hold anything, NaN included, and must not reach the output."""
+    from mlaprof.kernel import Megakernel
+
+    w = Workload("t", (4, 65, 4641, 190), s_q)
+    ins, slots, sems = handmade(w, 8, [1, 2, 3, 1])
+    t = build_tensors(w, device="cuda", seed=21, shuffle_pages=True)
+    for seq, n in enumerate(w.lens):
+        last = int(t.block_table[seq, (n - 1) // w.page_size])
+        t.kv_cache[last, (n - 1) % w.page_size + 1:] = float("nan")
+    mk = Megakernel(torch.from_numpy(ins), t, slots, sems, timing=False)
+    mk.out.fill_(float("nan"))
+    mk.out_lse.fill_(float("nan"))
+    mk.scratch_o.fill_(float("nan"))
+    mk.run()
+    _check(mk, t)
+
+
+def test_a_failed_launch_is_reported_once_and_the_same_kernel_runs_again():
+    """Launches do not reset the status (no extra kernel per launch): a launch after a failure ends at once on
+    the abort flag, ``check`` reports the first error and clears it, and the next launch is good."""
+    from mlaprof.kernel import KernelError, Megakernel
+
+    w = Workload("t", (128,), 1)
+    ins, slots, sems = handmade(w, 1, [1])
+    ins[0, 0, fmt.Word.KV_END] = 10_000
+    t = build_tensors(w, device="cuda", seed=2)
+    mk = Megakernel(torch.from_numpy(ins), t, slots, sems, timing=False)
+    mk.launch()
+    mk.launch()  # before any check: sees the abort flag
+    torch.cuda.synchronize()
+    with pytest.raises(KernelError, match="operand out of range"):
+        mk.check()
+    mk.check()  # cleared: nothing to report
+    mk.instructions[0, 0, fmt.Word.KV_END] = 128
+    mk.out.fill_(float("nan"))
+    mk.run()
+    _check(mk, t)
+
+
+def test_many_launches_of_back_to_back_reductions_never_fail():
+    """b64-rand256to1024-q4's static schedule runs 3-5 reductions in a row on some SMs. Before the fix in
+    reduction.cuh, 1 launch in ~5,000 ended in a pipeline timeout and then hung (a warp missed a phase of a
+    data-less ring stage): 40,000 graph-replayed launches."""
+    from mlaprof.bench import _capture
+    from mlaprof.kernel import Megakernel, wait_for_gpu
+    from mlaprof.schedule import make_schedule
+    from mlaprof.schedule.encode import encode
+    from mlaprof.workloads import NAMED
+
+    w = NAMED["b64-rand256to1024-q4"]
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
+    enc = encode(make_schedule(w, sms, "static"))
+    t = build_tensors(w, device="cuda", seed=4)
+    mk = Megakernel(torch.from_numpy(np.ascontiguousarray(enc.instructions)), t, enc.num_slots, enc.num_sems,
+                    timing=False)
+    mk.run()
+    first = mk.out.clone()
+
+    def twenty():
+        for _ in range(20):
+            mk.launch()
+
+    graph = _capture(twenty)
+    for _ in range(40):
+        for _ in range(50):
+            graph.replay()
+        done = torch.cuda.Event()
+        done.record()
+        wait_for_gpu(done, "1,000 launches", timeout_s=30)
+        mk.check()
+    assert torch.equal(mk.out, first)

@@ -73,6 +73,12 @@ struct ReductionOp {
     for (int i = 0; i < fmt::MAX_FANIN; ++i) slots[i] = i < k ? __ldg(in.words + fmt::W_INPUT_SLOTS + i) : 0;
     const int stage = c.ring.stage;
     if (!c.consumer_wait(&s.full[stage], c.ring.phase)) return false;
+    // Every warp of this warpgroup has seen the stage's phase before its leader frees the stage. The stage
+    // carries no data, so the producer refills it as soon as it is freed; with the next reduction's inputs
+    // ready, two phases could then complete while a late warp still polled for the first, and that warp
+    // would see the parity flip back and wait for a phase that never comes (1 launch in ~5,000 of
+    // b64-rand256to1024-q4's static schedule, where an SM runs 3-5 reductions in a row: bench/NOTES.md).
+    ptx::named_barrier(kWarpgroupBarrier0 + c.ctid / 128, 128);
     const unsigned long long t_full = c.leader ? c.rec.now() : 0;
     // The leader records this merge's waits from the stage's wait_ts once its loads are issued, so it holds
     // the stage until then (timing on only): its loads go out with everyone else's, not after the records.
