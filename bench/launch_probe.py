@@ -25,14 +25,13 @@ import time
 
 import numpy as np
 
-COVER_CYCLES = 200_000  # ~0.1 ms at 2 GHz: longer than the host takes to record an event and launch a graph
 BACK_TO_BACK = 20
 
 
 def main() -> int:
     import torch
 
-    from mlaprof.bench import _capture
+    from mlaprof.bench import _capture, _replay_us
     from mlaprof.kernel import Megakernel
     from mlaprof.reference import mla_decode_reference, relative_error
     from mlaprof.schedule import make_schedule
@@ -49,16 +48,6 @@ def main() -> int:
                          "semaphores (read on a side stream) are printed to stderr")
     args = ap.parse_args()
     sms = torch.cuda.get_device_properties(0).multi_processor_count
-
-    def replay_us(graph, cover: bool, per: int = 1) -> float:
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        if cover:
-            torch.cuda._sleep(COVER_CYCLES)
-        a.record()
-        graph.replay()
-        b.record()
-        b.synchronize()
-        return a.elapsed_time(b) * 1e3 / per
 
     t_start = time.time()
 
@@ -108,7 +97,7 @@ def main() -> int:
             keys = keys[r % len(keys):] + keys[: r % len(keys)]
             for k in keys:
                 g, cover, per = variants[k]
-                times[k] += [replay_us(g, cover, per) for _ in range(max(1, args.replays // rounds))]
+                times[k] += [_replay_us(g, cover) / per for _ in range(max(1, args.replays // rounds))]
             mk.check()
         rec = {"workload": name, "scheduler": args.scheduler, "rel_err": err}
         rec.update({f"{k}_us": round(statistics.median(v), 2) for k, v in times.items()})
