@@ -3,6 +3,11 @@
 // The last reader leaves 0, so every launch (CUDA-graph replays included) starts from zeroed semaphores
 // without a host-side reset; the host resets only after an error. A wait past WAIT_TIMEOUT_NS, or another SM's abort, ends the kernel with
 // an error code in the status tensor instead of hanging the GPU.
+//
+// A counter (inputs of a counted reduction, fmt::LAYOUT_COUNTED) works differently: each of its n writers adds
+// 1 with release semantics; each of its R readers waits until it holds n, then adds 1 itself once it has
+// seen that (so the value only grows while any reader may still be waiting), and the reader whose add makes
+// it n + R resets it to 0 for the next launch.
 #pragma once
 #include "format.h"
 #include "globals.h"
@@ -46,11 +51,35 @@ __device__ inline bool semaphore_wait(int* sem, const KernelStatus& st, int inst
   return true;
 }
 
+__device__ inline bool semaphore_wait_count(int* sem, int target, const KernelStatus& st, int instr, int sem_index) {
+  if (ptx::ld_acquire(sem) >= target) return true;
+  const uint64_t t0 = ptx::globaltimer();
+  int sleep_ns = kSpinSleepMinNs;
+  while (ptx::ld_acquire(sem) < target) {
+    if (status_aborted(st)) return false;
+    if (ptx::globaltimer() - t0 > static_cast<uint64_t>(fmt::WAIT_TIMEOUT_NS)) {
+      status_fail(st, fmt::STATUS_WAIT_TIMEOUT, instr, sem_index);
+      return false;
+    }
+    __nanosleep(sleep_ns);
+    sleep_ns = min(sleep_ns * 2, kSpinSleepMaxNs);
+  }
+  return true;
+}
+
+// A reader of a counter, after its wait: the last of `readers` resets it (kernel end orders the reset
+// before the next launch's writers).
+__device__ inline void semaphore_count_seen(int* sem, int target, int readers) {
+  if (atomicAdd(sem, 1) == target + readers - 1) atomicExch(sem, 0);
+}
+
 // Called by one thread after a barrier over every thread whose stores it publishes: the barrier orders
 // their stores before this release, and a release is cumulative over what happened before it (the
 // pattern CUTLASS's semaphores use). A full fence here cost ~0.7 us per tree edge (bench/NOTES.md v15).
+// readers == fmt::SIGNAL_ADD: the semaphore is a counter, add 1 (release, so also cumulative).
 __device__ inline void semaphore_signal(int* sem, int readers) {
-  ptx::st_release(sem, readers > 0 ? readers : 1);
+  if (readers == fmt::SIGNAL_ADD) ptx::red_add_release(sem, 1);
+  else ptx::st_release(sem, readers > 0 ? readers : 1);
 }
 
 }  // namespace mlaprof

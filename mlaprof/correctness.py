@@ -19,6 +19,7 @@ class Case:
     num_sms: int
     shuffled: bool
     seed: int
+    merges: str = "tree"
 
 
 @dataclasses.dataclass
@@ -53,6 +54,8 @@ def random_workloads(count: int, seed: int = 1234) -> list[Workload]:
 
 def default_cases(num_sms_device: int, random_count: int = 12) -> list[Case]:
     cases = [Case(w, s, num_sms_device, True, 0) for w in NAMED.values() for s in ("static", "makespan")]
+    cases += [Case(w, s, num_sms_device, True, 1, "wide") for w in NAMED.values() for s in ("static", "makespan")
+              if w.name in ("seed-representative", "b1-65536-q1")]
     sm_choices = [1, 7, 64, num_sms_device]
     for i, w in enumerate(random_workloads(random_count)):
         cases.append(Case(w, ("static", "makespan")[i % 2], sm_choices[i % len(sm_choices)], i % 3 != 0, 100 + i))
@@ -71,7 +74,7 @@ def check(case: Case, compare_timing: bool = False) -> Result:
 
     w = case.workload
     t = build_tensors(w, device="cuda", seed=case.seed, shuffle_pages=case.shuffled)
-    enc = encode(make_schedule(w, case.num_sms, case.scheduler))
+    enc = encode(make_schedule(w, case.num_sms, case.scheduler, merges=case.merges))
     ins = torch.from_numpy(np.ascontiguousarray(enc.instructions))
     mk = Megakernel(ins, t, enc.num_slots, enc.num_sems, timing=True)
     mk.out.fill_(float("nan"))  # poison: an unwritten element stays NaN
@@ -87,7 +90,8 @@ def check(case: Case, compare_timing: bool = False) -> Result:
         off.run()
         same = bool(torch.equal(off.out, mk.out) and torch.equal(off.out_lse, mk.out_lse))
     ok = written and err < TOLERANCE and lse_err < TOLERANCE and same is not False
-    return Result(w.name, case.scheduler, case.num_sms, case.shuffled, w.batch, w.total_kv, w.s_q, err, lse_err,
+    sched = case.scheduler if case.merges == "tree" else f"{case.scheduler}+{case.merges}"
+    return Result(w.name, sched, case.num_sms, case.shuffled, w.batch, w.total_kv, w.s_q, err, lse_err,
                   written, same, ok)
 
 

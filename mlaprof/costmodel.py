@@ -60,6 +60,12 @@ class CostModel:
     reduce_base_ns: float = 300.0
     reduce_row_ns: float = 0.0
     reduce_byte_ns: float = 1.0 / 110.0
+    # consumer, a counted merge (one column block of one query token over n inputs, schedule/widen.py): one
+    # L2 round trip and the combine across threads (estimate), plus a cost per 128-byte line it reads: a
+    # column block's slice of an input row is a piece of one line (a 16-column block 32 B of it), and the
+    # SM's load path handles lines, not bytes.  Estimates until calibrated.
+    counted_base_ns: float = 1000.0
+    counted_line_ns: float = 1.0
     # consumer, a partial's result write (fp32 scratch + lse, or bf16 output) at the same L2 rate, plus the
     # semaphore release.
     store_base_ns: float = 200.0
@@ -97,6 +103,10 @@ class CostModel:
     def reduce_ns(self, fanin, rows):
         rows = np.asarray(rows)
         return self.reduce_base_ns + self.reduce_row_ns * rows + self.reduce_byte_ns * reduce_bytes(fanin, rows)
+
+    def counted_ns(self, fanin, rows, cols):
+        """A counted merge's COMPUTE span."""
+        return self.counted_base_ns + self.counted_line_ns * counted_lines(fanin, rows, cols)
 
     def store_ns(self, rows, final, reduction=False):
         """A STORE span of a partial, or (``reduction``) of a reduction."""
@@ -223,6 +233,16 @@ def reduce_bytes(fanin, rows):
     return np.asarray(fanin) * np.asarray(rows) * SCRATCH_ROW_BYTES
 
 
+LINE_BYTES = 128  # an L2 line
+SCRATCH_ELEM_BYTES = 2  # fp16 partial outputs
+
+
+def counted_lines(fanin, rows, cols):
+    """Lines a counted merge reads: each input row's column block spans at least one."""
+    per_row = np.maximum(1, np.ceil(np.asarray(cols) * SCRATCH_ELEM_BYTES / LINE_BYTES))
+    return np.asarray(fanin) * np.asarray(rows) * per_row
+
+
 # The model fitted to measured H100 traces (``bench/calibrate.py`` regenerates it): what the schedulers,
 # ``mlaprof schedule`` and ``mlaprof simulate`` use unless given another.
 PACKAGED = "cost_h100.json"
@@ -265,6 +285,7 @@ FITTED = {
     "load": ("load_base_ns", ("load_byte_ns",)),
     "compute": ("compute_base_ns", ("compute_flop_ns", "compute_short_ns")),
     "reduce": ("reduce_base_ns", ("reduce_row_ns", "reduce_byte_ns")),
+    "reduce_counted": ("counted_base_ns", ("counted_line_ns",)),
     "store": ("store_base_ns", ("store_byte_ns",)),
     "reduce_store": ("reduce_store_ns", ("reduce_fence_ns",)),
     "setup": ("setup_ns", ()),
@@ -359,14 +380,23 @@ def span_samples(trace, row_granule: int = 64) -> dict[str, tuple[np.ndarray, np
     m = (kind == fmt.Kind.COMPUTE) & partial & (aux >= 0)
     flops = compute_flops(tile, rows[m], row_granule) * 1.0
     out["compute"] = (np.stack([flops, (tile_tok[m] < tile) * 1.0], axis=1), dur[m])
-    # a reduction's fan-in: its WAIT spans, one per input
-    m = (kind == fmt.Kind.COMPUTE) & reduction
+    # counted merges (fan-in and column block from the task table: they wait once, whatever their fan-in)
+    counted = {int(t["id"]): (len(t["inputs"]), int(t.get("col_count", fmt.HEAD_DIM_V)))
+               for t in (trace.meta.tasks or [])
+               if t["op"] == "reduction" and (t.get("col_count", fmt.HEAD_DIM_V) != fmt.HEAD_DIM_V
+                                              or len(t["inputs"]) > fmt.MAX_FANIN)}
+    m = np.flatnonzero((kind == fmt.Kind.COMPUTE) & reduction)
+    mc = np.asarray([i for i in m if int(task[i]) in counted], dtype=np.int64)
+    fan_cols = np.asarray([counted[int(task[i])] for i in mc], dtype=float).reshape(-1, 2)
+    out["reduce_counted"] = (counted_lines(fan_cols[:, 0], rows[mc], fan_cols[:, 1])[:, None] * 1.0, dur[mc])
+    # a listed reduction's fan-in: its WAIT spans, one per input
+    m = np.asarray([i for i in m if int(task[i]) not in counted], dtype=np.int64)
     waits = (kind == fmt.Kind.WAIT) & reduction
     fanin_of = dict(zip(*np.unique(task[waits], return_counts=True)))
     fanin = np.asarray([fanin_of.get(int(t), 0) for t in task[m]], dtype=float)
     keep = fanin > 0
     r = rows[m][keep]
-    out["reduce"] = (np.stack([r * 1.0, reduce_bytes(fanin[keep], r) * 1.0], axis=1), dur[m][keep])
+    out["reduce"] = (np.stack([r * 1.0, reduce_bytes(fanin[keep], r) * 1.0], axis=1).reshape(-1, 2), dur[m][keep])
     m = (kind == fmt.Kind.STORE) & partial
     out["store"] = (store_bytes(rows[m], final[m])[:, None] * 1.0, dur[m])
     m = (kind == fmt.Kind.STORE) & reduction

@@ -14,7 +14,7 @@ from pathlib import Path
 class Opcode(enum.IntEnum):
     END = 0  # ends an SM's instruction list
     PARTIAL = 1  # attention of some query rows over a KV range of one sequence
-    REDUCTION = 2  # merge of up to MAX_FANIN partial results (log-sum-exp weighted)
+    REDUCTION = 2  # merge of partial results (log-sum-exp weighted): listed (<= MAX_FANIN) or counted inputs
 
 
 class Kind(enum.IntEnum):
@@ -45,8 +45,17 @@ KV_TILE_TOKENS = 64  # KV tokens per pipeline stage (one page): 64 x 576 bf16 = 
 KV_STAGES = 2  # shared-memory stages of the KV ring: 2 x 73.7 KB tiles + 73.7 KB of Q fit in 227 KB
 
 # ---- instruction words (int32) --------------------------------------------------------------------
-MAX_FANIN = 6  # inputs of one reduction
-WORDS_PER_INSTRUCTION = 24
+MAX_FANIN = 6  # inputs of one reduction whose inputs are listed one by one
+MAX_COUNTED_INPUTS = 1024  # inputs of one reduction whose inputs are counted (contiguous slots, one semaphore)
+WORDS_PER_INSTRUCTION = 28
+
+
+class InputLayout(enum.IntEnum):
+    """How a reduction names its inputs."""
+
+    LISTED = 0  # NUM_INPUTS slots and semaphores, one per word (tree merges)
+    COUNTED = 1  # NUM_INPUTS contiguous slots from INPUT_SLOTS[0]; INPUT_SEMS[0] is one semaphore that each
+    # input adds 1 to (SIGNAL_COUNT = SIGNAL_ADD); the reduction waits until it holds NUM_INPUTS
 
 
 class Word(enum.IntEnum):
@@ -62,12 +71,20 @@ class Word(enum.IntEnum):
     NUM_INPUTS = 9  # reduction fan-in (0 for partial)
     INPUT_SLOTS = 10  # MAX_FANIN words: scratch slots read by a reduction
     INPUT_SEMS = INPUT_SLOTS + MAX_FANIN  # MAX_FANIN words: the semaphore each input waits on
-    SIGNAL_COUNT = INPUT_SEMS + MAX_FANIN  # readers of SIGNAL_SEM (0 means 1): each takes one count back
-    RESERVED = SIGNAL_COUNT + 1  # 1 word kept zero, room for a new op's operand
+    SIGNAL_COUNT = INPUT_SEMS + MAX_FANIN  # readers of SIGNAL_SEM (0 means 1), each takes one count back; or SIGNAL_ADD
+    COL_START = SIGNAL_COUNT + 1  # reduction: first V column it merges (a column block of the output)
+    COL_COUNT = COL_START + 1  # reduction: V columns it merges (HEAD_DIM_V: all)
+    INPUT_LAYOUT = COL_COUNT + 1  # reduction: an InputLayout
+    COUNTER_READERS = INPUT_LAYOUT + 1  # counted reduction: reductions reading the same semaphore (the last resets it)
+    RESERVED = COUNTER_READERS + 1  # kept zero: rows stay a multiple of 16 bytes
 
 
 assert Word.RESERVED + 1 == WORDS_PER_INSTRUCTION
 
+# Column blocks a counted reduction may merge: 16 rows x (cols / 8) 16-byte vectors, split over 256 consumer
+# threads (the threads of one vector share its inputs, so the block must be a power of two up to 128).
+COUNTED_COL_BLOCKS = (16, 32, 64, 128)
+SIGNAL_ADD = -1  # SIGNAL_COUNT of a task read by counted reductions: add 1 to the semaphore instead of storing
 NO_SLOT = -1
 NO_SEM = -1
 
@@ -107,11 +124,12 @@ def render_header() -> str:
         *_enum_lines("KIND_", Kind),
         *_enum_lines("ROLE_", Role),
         *_enum_lines("W_", Word),
+        *_enum_lines("LAYOUT_", InputLayout),
         *_enum_lines("STATUS_", Status),
     ]
     for name in (
         "HEAD_DIM_QK", "HEAD_DIM_V", "NUM_HEADS_Q", "PAGE_SIZE", "MAX_S_Q", "MAX_ROWS", "KV_TILE_TOKENS", "KV_STAGES",
-        "MAX_FANIN",
+        "MAX_FANIN", "MAX_COUNTED_INPUTS", "SIGNAL_ADD",
         "WORDS_PER_INSTRUCTION", "NO_SLOT", "NO_SEM", "EVENT_WORDS", "HEADER_KIND_BITS",
         "HEADER_ROLE_SHIFT", "HEADER_INSTR_SHIFT", "DEFAULT_EVENT_CAPACITY",
     ):

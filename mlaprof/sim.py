@@ -139,6 +139,8 @@ def run(instructions: np.ndarray, cost: CostModel | None = None, stages: int = f
     progs = []
     sem_owner: dict[int, tuple[int, int]] = {}
     sem_count: dict[int, int] = {}
+    adders: dict[int, list[tuple[int, int]]] = {}  # counter semaphore -> the instructions that add to it
+    counters: dict[int, tuple[int, int]] = {}  # counter semaphore -> (inputs its readers wait for, readers)
     for sm in range(num_sms):
         prog = []
         for p in range(instr.shape[1]):
@@ -149,20 +151,33 @@ def run(instructions: np.ndarray, cost: CostModel | None = None, stages: int = f
             if op not in (fmt.Opcode.PARTIAL, fmt.Opcode.REDUCTION):
                 raise SimulationError(f"SM {sm} instruction {p}: unknown opcode {op}")
             k = w[W.NUM_INPUTS]
-            if not 0 <= k <= fmt.MAX_FANIN or (op == fmt.Opcode.REDUCTION and k == 0):
-                raise SimulationError(f"SM {sm} instruction {p}: {k} inputs (allowed 1..{fmt.MAX_FANIN} for reductions)")
+            counted = op == fmt.Opcode.REDUCTION and w[W.INPUT_LAYOUT] == fmt.InputLayout.COUNTED
+            limit = fmt.MAX_COUNTED_INPUTS if counted else fmt.MAX_FANIN
+            if not 0 <= k <= limit or (op == fmt.Opcode.REDUCTION and k == 0):
+                raise SimulationError(f"SM {sm} instruction {p}: {k} inputs (allowed 1..{limit} for this reduction)")
             if w[W.KV_END] <= w[W.KV_START] or w[W.Q_COUNT] < 1:
                 raise SimulationError(f"SM {sm} instruction {p}: empty KV or query range")
-            sems = w[W.INPUT_SEMS : W.INPUT_SEMS + k]
+            # a counted reduction waits on one counter semaphore until its k inputs have added to it
+            sems = w[W.INPUT_SEMS : W.INPUT_SEMS + (1 if counted else k)]
+            if counted:
+                said = counters.setdefault(sems[0], (k, w[W.COUNTER_READERS]))
+                if said != (k, w[W.COUNTER_READERS]):
+                    raise SimulationError(f"SM {sm} instruction {p}: counter semaphore {sems[0]} is read as "
+                                          f"{k} inputs / {w[W.COUNTER_READERS]} readers here but {said[0]} / "
+                                          f"{said[1]} elsewhere: every reader must say the same, or the last "
+                                          "reader never resets it")
             prog.append((op, w[W.Q_COUNT] * fmt.NUM_HEADS_Q, w[W.KV_START], w[W.KV_END], w[W.SIGNAL_SEM],
-                         w[W.OUT_SLOT] == fmt.NO_SLOT, sems))
-            if w[W.SIGNAL_SEM] >= 0:
-                if w[W.SIGNAL_SEM] in sem_owner:
-                    other = sem_owner[w[W.SIGNAL_SEM]]
-                    raise SimulationError(f"semaphore {w[W.SIGNAL_SEM]} is released by two instructions "
+                         w[W.OUT_SLOT] == fmt.NO_SLOT, sems, (k, w[W.COL_COUNT]) if counted else None))
+            sig = w[W.SIGNAL_SEM]
+            if sig >= 0 and w[W.SIGNAL_COUNT] == fmt.SIGNAL_ADD:
+                adders.setdefault(sig, []).append((sm, p))
+            elif sig >= 0:
+                if sig in sem_owner or sig in adders:
+                    other = sem_owner.get(sig) or adders[sig][0]
+                    raise SimulationError(f"semaphore {sig} is released by two instructions "
                                           f"(SM {other[0]} #{other[1]} and SM {sm} #{p})")
-                sem_owner[w[W.SIGNAL_SEM]] = (sm, p)
-                sem_count[w[W.SIGNAL_SEM]] = max(1, w[W.SIGNAL_COUNT])  # 0 means 1, as in the kernel
+                sem_owner[sig] = (sm, p)
+                sem_count[sig] = max(1, w[W.SIGNAL_COUNT])  # 0 means 1, as in the kernel
         progs.append(prog)
     # a semaphore counts its readers: each takes one back, so a reader beyond the count would wait forever
     # on the GPU (and one short of it leaves the semaphore nonzero for the next launch)
@@ -170,16 +185,27 @@ def run(instructions: np.ndarray, cost: CostModel | None = None, stages: int = f
     for sm, prog in enumerate(progs):
         for p, ins in enumerate(prog):
             for s in ins[6]:
-                if s not in sem_owner:
+                if ins[7] is not None:
+                    if len(adders.get(s, ())) != ins[7][0]:
+                        raise SimulationError(f"SM {sm} instruction {p} waits for {ins[7][0]} inputs on counter "
+                                              f"semaphore {s}, but {len(adders.get(s, ()))} instruction(s) add to it")
+                elif s not in sem_owner:
                     raise SimulationError(f"SM {sm} instruction {p} waits on semaphore {s}, which no instruction releases")
                 takers[s] = takers.get(s, 0) + 1
+    for s, (n_in, readers) in counters.items():
+        if takers.get(s, 0) != readers:
+            raise SimulationError(f"counter semaphore {s}: COUNTER_READERS says {readers} reader(s) but "
+                                  f"{takers.get(s, 0)} instruction(s) wait on it: the last would never reset it")
     for s, n in takers.items():
+        if s in counters:
+            continue
         if n != sem_count[s]:
             osm, oj = sem_owner[s]
             raise SimulationError(f"semaphore {s} (SM {osm} instruction {oj}) signals {sem_count[s]} reader(s) "
                                   f"but {n} instruction(s) wait on it: SIGNAL_COUNT must equal the readers")
 
     sem_time: dict[int, float] = {}
+    added: dict[int, list[float]] = {}  # counter semaphore -> release times so far
     waiters: dict[int, list[int]] = {}
     ev = [([], [], [], []) for _ in range(num_sms)]  # per SM: header, aux, start, end (scalar events)
     chunks: list[list[np.ndarray]] = [[] for _ in range(num_sms)]  # per SM: [4, n] arrays from the numpy path
@@ -203,7 +229,7 @@ def run(instructions: np.ndarray, cost: CostModel | None = None, stages: int = f
         prog, (H, A, S, E) = progs[sm], ev[sm]
         while ptr[sm] < len(prog):
             j = ptr[sm]
-            op, rows, kv0, kv1, sig, final, sems = prog[j]
+            op, rows, kv0, kv1, sig, final, sems, counted = prog[j]
             missing = next((s for s in sems if s not in sem_time), None)
             if missing is not None:
                 waiters.setdefault(missing, []).append(sm)
@@ -245,6 +271,9 @@ def run(instructions: np.ndarray, cost: CostModel | None = None, stages: int = f
                     H.extend([hc] * n); A.extend(range(n)); S.extend(cs); E.extend(ce)
                 qfree[sm] = float(cs[-1])
                 gtile[sm] += n
+            elif counted is not None:
+                c_end = t + noise.one(float(cost.counted_ns(counted[0], rows, counted[1])))
+                H.append(_hdr(K.COMPUTE, R.CONSUMER, j)); A.append(-1); S.append(t); E.append(c_end)
             else:
                 c_end = t + noise.one(merge_ns[(len(sems), rows)])
                 H.append(_hdr(K.COMPUTE, R.CONSUMER, j)); A.append(-1); S.append(t); E.append(c_end)
@@ -253,7 +282,12 @@ def run(instructions: np.ndarray, cost: CostModel | None = None, stages: int = f
             H.append(_hdr(K.INSTRUCTION, R.CONTROLLER, j)); A.append(-1); S.append(begin); E.append(s_end)
             cons[sm] = s_end
             ptr[sm] += 1
-            if sig >= 0:
+            if sig in adders:
+                added.setdefault(sig, []).append(s_end)
+                if len(added[sig]) == len(adders[sig]):  # the last input: the counter is complete
+                    sem_time[sig] = max(added[sig])
+                    ready.extend(waiters.pop(sig, ()))
+            elif sig >= 0:
                 sem_time[sig] = s_end
                 ready.extend(waiters.pop(sig, ()))
 
@@ -263,6 +297,10 @@ def run(instructions: np.ndarray, cost: CostModel | None = None, stages: int = f
         for sm in stuck[:6]:
             j = ptr[sm]
             sem = next(s for s in progs[sm][j][6] if s not in sem_time)
+            if sem in adders:
+                parts.append(f"SM {sm} instruction {j} waits on counter semaphore {sem} "
+                             f"({len(added.get(sem, ()))} of {len(adders[sem])} inputs done)")
+                continue
             osm, oj = sem_owner[sem]
             parts.append(f"SM {sm} instruction {j} waits on semaphore {sem} (released by SM {osm} instruction {oj})")
         more = f" and {len(stuck) - 6} more" if len(stuck) > 6 else ""

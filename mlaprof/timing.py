@@ -47,6 +47,14 @@ def decode_events(events: np.ndarray, counts: np.ndarray, instructions: np.ndarr
     flat = instructions.reshape(-1, fmt.WORDS_PER_INSTRUCTION)
     for row in flat[(flat[:, W.OPCODE] != fmt.Opcode.END) & (flat[:, W.SIGNAL_SEM] >= 0)]:
         sem_owner[int(row[W.SIGNAL_SEM])] = int(row[W.TASK])
+    # a counter semaphore has many writers: its wait waited for the one that finished last in this run
+    adding = (words[:, W.OPCODE] != fmt.Opcode.END) & (words[:, W.SIGNAL_COUNT] == fmt.SIGNAL_ADD) & \
+        (words[:, W.SIGNAL_SEM] >= 0) & (kind == fmt.Kind.INSTRUCTION)
+    last_end: dict[int, int] = {}
+    for sem, task, e in zip(words[adding, W.SIGNAL_SEM].tolist(), words[adding, W.TASK].tolist(), end[adding].tolist()):
+        if e >= last_end.get(sem, -1):
+            last_end[sem] = e
+            sem_owner[sem] = task
     wait_task = np.full(len(ev), -1, np.int32)
     is_wait = (kind == fmt.Kind.WAIT) & (aux >= 0) & (aux < fmt.MAX_FANIN)
     if is_wait.any():

@@ -52,6 +52,7 @@ def test_layout_of_every_word():
     assert r[W.SIGNAL_COUNT] == 0
     assert not r[W.INPUT_SLOTS + 3 : W.INPUT_SLOTS + fmt.MAX_FANIN].any()
     assert not r[W.INPUT_SEMS + 3 : W.INPUT_SEMS + fmt.MAX_FANIN].any() and not r[W.RESERVED]
+    assert (r[W.COL_START], r[W.COL_COUNT], r[W.INPUT_LAYOUT], r[W.COUNTER_READERS]) == (0, fmt.HEAD_DIM_V, 0, 0)
     whole = ins[0, 1]
     assert whole[W.OPCODE] == P and whole[W.TASK] == 4 and whole[W.OUT_SLOT] == -1 and whole[W.SIGNAL_SEM] == -1
     assert whole[W.NUM_INPUTS] == 0 and not whole[W.INPUT_SLOTS :].any()  # SIGNAL_COUNT 0 included
@@ -64,15 +65,36 @@ def slot_reuse_is_safe(ins: np.ndarray) -> None:
     rows = ins.reshape(-1, fmt.WORDS_PER_INSTRUCTION)
     rows = rows[rows[:, W.OPCODE] != fmt.Opcode.END]
     task_of_sem = {int(r[W.SIGNAL_SEM]): int(r[W.TASK]) for r in rows if r[W.SIGNAL_SEM] >= 0}
-    inputs = {int(r[W.TASK]): [task_of_sem[int(s)] for s in r[W.INPUT_SEMS : W.INPUT_SEMS + r[W.NUM_INPUTS]]]
-              for r in rows}
+    slot_of = {int(r[W.TASK]): int(r[W.OUT_SLOT]) for r in rows}
+    adders: dict[int, list[int]] = {}  # counter semaphore -> the tasks that add to it
+    for r in rows:
+        if r[W.SIGNAL_COUNT] == fmt.SIGNAL_ADD:
+            adders.setdefault(int(r[W.SIGNAL_SEM]), []).append(int(r[W.TASK]))
+    counted = {int(r[W.TASK]) for r in rows if r[W.INPUT_LAYOUT] == fmt.InputLayout.COUNTED}
+    inputs, read_slots = {}, {}
+    for r in rows:
+        t, n = int(r[W.TASK]), int(r[W.NUM_INPUTS])
+        if t in counted:  # contiguous slots, one counter: its inputs are whoever adds to it, slot order = input order
+            first = int(r[W.INPUT_SLOTS])
+            inputs[t] = sorted(adders[int(r[W.INPUT_SEMS])], key=slot_of.get)
+            read_slots[t] = list(range(first, first + n))
+            assert [slot_of[i] for i in inputs[t]] == read_slots[t]
+        else:
+            inputs[t] = [task_of_sem[int(s)] for s in r[W.INPUT_SEMS : W.INPUT_SEMS + n]]
+            read_slots[t] = r[W.INPUT_SLOTS : W.INPUT_SLOTS + n].tolist()
     readers = {t: [] for t in inputs}
     for t, ins_ in inputs.items():
         for i in ins_:
             readers[i].append(t)
-    # a writer releases as many counts as it has readers (0 = final, no semaphore)
+    # a writer releases as many counts as it has readers (0 = final, no semaphore); one read by counted
+    # merges adds 1 to their counter, which says how many read it
     for r in rows:
-        assert int(r[W.SIGNAL_COUNT]) == len(readers[int(r[W.TASK])])
+        t = int(r[W.TASK])
+        if r[W.SIGNAL_COUNT] == fmt.SIGNAL_ADD:
+            assert readers[t] and all(x in counted for x in readers[t])
+            assert all(int(rows[rows[:, W.TASK] == x][0, W.COUNTER_READERS]) == len(readers[t]) for x in readers[t])
+            continue
+        assert int(r[W.SIGNAL_COUNT]) == len(readers[t])
         assert (r[W.SIGNAL_SEM] >= 0) == (r[W.SIGNAL_COUNT] > 0)
     anc = {}
 
@@ -89,11 +111,10 @@ def slot_reuse_is_safe(ins: np.ndarray) -> None:
         t, slot = int(r[W.TASK]), int(r[W.OUT_SLOT])
         if slot >= 0:
             writers.setdefault(slot, []).append(t)
-        read = set(r[W.INPUT_SLOTS : W.INPUT_SLOTS + r[W.NUM_INPUTS]].tolist())
-        assert slot not in read, f"task {t} writes slot {slot} that it reads"
+        assert slot not in set(read_slots[t]), f"task {t} writes slot {slot} that it reads"
         # an input's slot holds that input's result
-        for i, s in zip(inputs[t], r[W.INPUT_SLOTS : W.INPUT_SLOTS + r[W.NUM_INPUTS]]):
-            assert int(rows[rows[:, W.TASK] == i][0, W.OUT_SLOT]) == int(s)
+        for i, s in zip(inputs[t], read_slots[t]):
+            assert slot_of[i] == int(s)
     for slot, ws in writers.items():
         for a in ws:
             for b in ws:
@@ -113,7 +134,10 @@ def test_slots_never_collide_while_live(lens, s_q, num_sms, scheduler, per_token
         else make_schedule(w, num_sms, scheduler)
     enc = encode(s)
     slot_reuse_is_safe(enc.instructions)
-    assert enc.num_sems == sum(not t.final for t in enc.schedule.tasks)
+    # one semaphore per scratch result, except that the inputs of one counted group share their counter
+    groups = {tuple(t.inputs) for t in enc.schedule.tasks if t.counted}
+    shared = sum(len(g) for g in groups)
+    assert enc.num_sems == sum(not t.final for t in enc.schedule.tasks) - shared + len(groups)
 
 
 def per_token_schedule() -> Schedule:
@@ -150,7 +174,7 @@ def test_per_token_reductions_share_their_inputs():
 
 
 def test_reductions_recycle_slots():
-    enc = encode(make_schedule(NAMED["b1-65536-q1"], 132, "static"))
+    enc = encode(make_schedule(NAMED["b1-65536-q1"], 132, "static", merges="tree"))
     scratch_writers = sum(not t.final for t in enc.schedule.tasks)
     assert enc.num_slots < scratch_writers  # upper tree levels reuse the slots of merged leaves
     slot_reuse_is_safe(enc.instructions)

@@ -103,9 +103,62 @@ def test_event_buffer_is_consistent():
     assert (counts > 0).all() and (counts <= mk.event_capacity).all()
     for sm in range(ins.shape[0]):
         ev = events[sm, : counts[sm]]
-        assert (ev[:, 3] >= ev[:, 2]).all()
+        assert (ev[:, 2] > 0).all() and (ev[:, 3] >= ev[:, 2]).all()
         kinds = set((ev[:, 0] & 0xFF).tolist())
         assert {fmt.Kind.INSTRUCTION, fmt.Kind.SETUP, fmt.Kind.COMPUTE, fmt.Kind.STORE} <= kinds
+
+
+@pytest.mark.parametrize("capacity", [5, 32, 45, 100])
+def test_events_past_capacity_are_counted_and_the_first_ones_kept(capacity):
+    """Events leave the SM in batches (a shared-memory ring flushed by bulk copies): the first ``capacity``
+    must be exactly those of a run with room for all, and the count must still say how many there were."""
+    from mlaprof.kernel import Megakernel
+
+    w = Workload("t", (20000,), 4)  # ~80 tiles per split: ~160 events per SM, several ring flushes
+    ins, slots, sems = handmade(w, 4, [3])
+    t = build_tensors(w, device="cuda", seed=0)
+    roomy = Megakernel(torch.from_numpy(ins), t, slots, sems, timing=True)
+    tight = Megakernel(torch.from_numpy(ins), t, slots, sems, timing=True, event_capacity=capacity)
+    roomy.run()
+    tight.run()
+    full, full_counts = roomy.timing_buffers()
+    kept, counts = tight.timing_buffers()
+    assert (counts == full_counts).all() and (counts > capacity).any()
+    for sm in range(ins.shape[0]):
+        n = min(int(counts[sm]), capacity)
+        ev = kept[sm, :n]
+        assert (ev[:, 2] > 0).all() and (ev[:, 3] >= ev[:, 2]).all(), f"SM {sm}: an event was never written"
+        assert (ev[:, :2] == full[sm, :n, :2]).all(), f"SM {sm}: kept events differ from a roomy run's"
+    assert torch.equal(tight.out, roomy.out)
+
+
+@pytest.mark.parametrize("lens,s_q,col_block,min_depth,sms", [
+    ((45118, 4641, 1730), 4, 16, 2, 132),
+    ((65536,), 1, 32, 2, 132),
+    ((20000, 3000), 2, 64, 1, 40),
+    ((9000, 65, 700), 3, 128, 1, 24),
+])
+def test_counted_reductions_match_reference(lens, s_q, col_block, min_depth, sms):
+    """Reduction trees flattened into column-block merges over counted inputs (one counter semaphore per
+    sequence): every output element written, the counters back at zero after each launch."""
+    from mlaprof.kernel import Megakernel
+    from mlaprof.schedule import make_schedule
+    from mlaprof.schedule.encode import encode
+    from mlaprof.schedule.widen import widen_merges
+
+    sms = min(sms, torch.cuda.get_device_properties(0).multi_processor_count)
+    w = Workload("t", lens, s_q)
+    wide = widen_merges(make_schedule(w, sms, "static"), col_block=col_block, min_depth=min_depth)
+    assert any(t.counted for t in wide.tasks)
+    enc = encode(wide)
+    t = build_tensors(w, device="cuda", seed=4, shuffle_pages=True)
+    mk = Megakernel(torch.from_numpy(enc.instructions), t, enc.num_slots, enc.num_sems, timing=True)
+    for _ in range(3):
+        mk.out.fill_(float("nan"))
+        mk.out_lse.fill_(float("nan"))
+        mk.run()
+        _check(mk, t)
+        assert int(mk.sems.abs().sum()) == 0, "a counter semaphore was left set"
 
 
 def test_deadlock_returns_with_clear_error_and_next_launch_works():

@@ -27,6 +27,15 @@ def test_named_workloads(name, scheduler):
 
 @pytest.mark.gpu
 @needs_gpu
+@pytest.mark.parametrize("scheduler", ["static", "makespan"])
+@pytest.mark.parametrize("name", ["seed-representative", "b1-65536-q1"])
+def test_named_workloads_with_wide_merges(name, scheduler):
+    r = check(Case(NAMED[name], scheduler, _sms(), True, 0, "wide"), compare_timing=True)
+    assert r.ok, r
+
+
+@pytest.mark.gpu
+@needs_gpu
 @pytest.mark.parametrize("i", range(8))
 def test_random_workloads(i):
     w = random_workloads(8, seed=99)[i]

@@ -49,10 +49,19 @@ def check_schedule(s, w: Workload, num_sms: int) -> None:
             assert (t.q_start, t.q_count) == (0, w.s_q)  # a partial reads its KV once for all query tokens
             # chunks start on a KV tile; only a sequence's end may cut a tile short
             assert t.kv_start % TILE == 0 and (t.kv_end % TILE == 0 or t.kv_end == w.lens[t.seq])
+        elif t.counted:
+            # one query token, one aligned column block, any number of partials (schedule/widen.py)
+            assert t.q_count == 1 and 0 <= t.q_start < w.s_q and t.final
+            assert t.col_count in fmt.COUNTED_COL_BLOCKS and t.col_start % t.col_count == 0
+            assert 0 <= t.col_start and t.col_start + t.col_count <= fmt.HEAD_DIM_V
+            assert 2 <= len(t.inputs) <= fmt.MAX_COUNTED_INPUTS and len(set(t.inputs)) == len(t.inputs)
+            assert all(tasks[i].op == fmt.Opcode.PARTIAL for i in t.inputs)
         else:
             # a reduction is whole (all tokens) or per query token (16 rows)
             assert (t.q_start, t.q_count) == (0, w.s_q) or (t.q_count == 1 and 0 <= t.q_start < w.s_q)
             assert 2 <= len(t.inputs) <= fmt.MAX_FANIN and len(set(t.inputs)) == len(t.inputs)
+            assert t.col_count == fmt.HEAD_DIM_V
+        if t.op == fmt.Opcode.REDUCTION:
             for i in t.inputs:
                 src = tasks[i]
                 assert 0 <= i < len(tasks) and src.seq == t.seq and not src.final
@@ -62,18 +71,23 @@ def check_schedule(s, w: Workload, num_sms: int) -> None:
             spans = sorted((tasks[i].kv_start, tasks[i].kv_end) for i in t.inputs)
             assert spans[0][0] == t.kv_start and spans[-1][1] == t.kv_end
             assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
-    # every query token of a scratch result is read by exactly one reduction (per-token reductions share
-    # their input, each taking its own token); final results are read by none
+    # every (query token, 16-column block) of a scratch result is read by exactly one reduction (per-token
+    # reductions share their input, each taking its own token; column-block merges each their block); final
+    # results are read by none
+    def cells(t):
+        return [(q, c) for q in range(t.q_start, t.q_start + t.q_count)
+                for c in range(t.col_start, t.col_start + t.col_count, 16)]
+
     for t in tasks:
         if t.final:
             assert readers[t.id] == []
             continue
-        covered = sorted(q for r in readers[t.id] for q in range(tasks[r].q_start, tasks[r].q_start + tasks[r].q_count))
-        assert covered == list(range(t.q_start, t.q_start + t.q_count))
-    # each (sequence, query token) has exactly one final task, covering the whole sequence
-    finals = sorted((t.seq, q, t.kv_start, t.kv_end) for t in tasks if t.final
-                    for q in range(t.q_start, t.q_start + t.q_count))
-    assert finals == [(i, q, 0, n) for i, n in enumerate(w.lens) for q in range(w.s_q)]
+        covered = sorted(x for r in readers[t.id] for x in cells(tasks[r]))
+        assert covered == cells(t)
+    # each (sequence, query token, column block) has exactly one final task, covering the whole sequence
+    finals = sorted((t.seq, q, c, t.kv_start, t.kv_end) for t in tasks if t.final for q, c in cells(t))
+    assert finals == [(i, q, c, 0, n) for i, n in enumerate(w.lens) for q in range(w.s_q)
+                      for c in range(0, fmt.HEAD_DIM_V, 16)]
     # every (sequence, KV token) is covered by exactly one partial (query tokens: all, checked above); with
     # the tiling of each reduction's inputs this covers every (sequence, query token, KV token) exactly once
     for seq, n in enumerate(w.lens):

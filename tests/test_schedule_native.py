@@ -184,9 +184,9 @@ def test_poisoned_build_matches_python(tmp_path):
         for w in NAMED.values():
             for sms in (132, 16, 7):
                 for sched in ("static", "makespan"):
-                    got = make_schedule(w, sms, sched)
+                    got = make_schedule(w, sms, sched, merges="tree")
                     with native.python_only():
-                        want = make_schedule(w, sms, sched)
+                        want = make_schedule(w, sms, sched, merges="tree")
                     assert (got.tasks, got.queues, got.params) == (want.tasks, want.queues, want.params), w.name
         assert plans and all(p is not None for p in plans)
         print("same", len(plans))

@@ -6,6 +6,11 @@
 // (every input, its four rows) before it merges, so a 16-row chunk of six inputs (96 KB) is in flight at
 // once. Bulk copies staged through the ring cost the copy engine ~0.1-0.2 us each (bench/NOTES.md v12), and
 // a merge of small fp16 chunks needed a dozen of them.
+//
+// Counted inputs (fmt::LAYOUT_COUNTED): one reduction merges many inputs (contiguous slots, one semaphore that
+// every input adds 1 to) for one query token and one block of V columns. Several such reductions, one per
+// column block, replace a whole reduction tree with one level: each reads a slice of every input, and the
+// threads that share a 16-byte vector of the output split the inputs between them.
 #pragma once
 #include "../context.cuh"
 
@@ -17,9 +22,23 @@ struct ReductionOp {
   static constexpr int kVecsPerRow = fmt::HEAD_DIM_V / 8;                 // 16-byte vectors of 8 halves per row
   static constexpr int kRowStep = kConsumerThreads / kVecsPerRow;         // 4: rows between a thread's vectors
   static constexpr int kRowsPerThread = kChunkRows / kRowStep;            // 4
+  static constexpr int kCountedBatch = 16;  // counted inputs a thread loads per round trip (80 registers of loads)
+
+  __device__ static bool counted(const Instr& in) { return __ldg(in.words + fmt::W_INPUT_LAYOUT) == fmt::LAYOUT_COUNTED; }
 
   __device__ static bool operands_ok(const Globals& g, const Instr& in) {
-    if (!in.common_ok(g) || in.num_inputs < 1 || in.num_inputs > fmt::MAX_FANIN) return false;
+    if (!in.common_ok(g)) return false;
+    if (counted(in)) {
+      const int n = in.num_inputs, slot0 = __ldg(in.words + fmt::W_INPUT_SLOTS), sem = __ldg(in.words + fmt::W_INPUT_SEMS);
+      const int col0 = __ldg(in.words + fmt::W_COL_START), cols = __ldg(in.words + fmt::W_COL_COUNT);
+      const bool block_ok = (cols == 16 || cols == 32 || cols == 64 || cols == 128) && col0 % cols == 0 &&
+                            col0 >= 0 && col0 + cols <= fmt::HEAD_DIM_V;
+      const bool slots_ok = slot0 >= 0 && slot0 + n <= g.num_slots &&
+                            (in.out_slot == fmt::NO_SLOT || in.out_slot < slot0 || in.out_slot >= slot0 + n);
+      return n >= 1 && n <= fmt::MAX_COUNTED_INPUTS && in.q_count == 1 && block_ok && slots_ok && sem >= 0 &&
+             sem < g.num_sems && __ldg(in.words + fmt::W_COUNTER_READERS) >= 1;
+    }
+    if (in.num_inputs < 1 || in.num_inputs > fmt::MAX_FANIN) return false;
     for (int i = 0; i < in.num_inputs; ++i) {
       const int slot = __ldg(in.words + fmt::W_INPUT_SLOTS + i), sem = __ldg(in.words + fmt::W_INPUT_SEMS + i);
       if (slot < 0 || slot >= g.num_slots || slot == in.out_slot || sem < 0 || sem >= g.num_sems) return false;
@@ -32,7 +51,8 @@ struct ReductionOp {
   __device__ static bool produce(Ctx<T>& c, const Instr& in, int instr) {
     const Globals& g = c.g;
     Smem& s = c.s;
-    const int k = in.num_inputs;
+    const bool by_count = counted(in);
+    const int k = by_count ? 1 : in.num_inputs;  // semaphores to wait on
     // One lane per input waits, all at once: serial waits cost a round trip to L2 each even when the inputs
     // are long done.
     bool ok = true;
@@ -40,7 +60,8 @@ struct ReductionOp {
     if (c.lane < k) {
       const int sem = __ldg(in.words + fmt::W_INPUT_SEMS + c.lane);
       t0 = ptx::globaltimer();
-      ok = semaphore_wait(g.sems + sem, g.status, instr, sem);
+      ok = by_count ? semaphore_wait_count(g.sems + sem, in.num_inputs, g.status, instr, sem)
+                    : semaphore_wait(g.sems + sem, g.status, instr, sem);
       t1 = ptx::globaltimer();
     }
     ok = __all_sync(0xffffffff, ok);
@@ -58,7 +79,98 @@ struct ReductionOp {
     __syncwarp();  // every lane's acquire and wait_ts writes precede lane 0's arrival
     if (c.lane == 0) ptx::mbar_arrive(&s.full[stage]);  // release.cta: the consumers' loads follow the acquires
     c.ring.advance();
+    // after the consumers are on their way: this round trip is only the counter's reset for the next launch
+    if (by_count && c.lane == 0) {
+      const int sem = __ldg(in.words + fmt::W_INPUT_SEMS);
+      semaphore_count_seen(g.sems + sem, in.num_inputs, __ldg(in.words + fmt::W_COUNTER_READERS));
+    }
     return true;
+  }
+
+  // One query token (16 rows) x one column block over n counted inputs. Threads that share a 16-byte output
+  // vector are adjacent lanes; each takes every share-th input, kCountedBatch per round trip, merges them
+  // online (running max, sum and weighted vector), and the lanes combine their results by shuffles.
+  template <bool T>
+  __device__ static void merge_counted(Ctx<T>& c, const Instr& in, int instr, int stage) {
+    const Globals& g = c.g;
+    const int n = in.num_inputs, slot0 = __ldg(in.words + fmt::W_INPUT_SLOTS);
+    const int col0 = __ldg(in.words + fmt::W_COL_START), vecs = __ldg(in.words + fmt::W_COL_COUNT) / 8;
+    const int share = kConsumerThreads / (kChunkRows * vecs);  // 8, 4, 2, 1 threads per output vector
+    const int k0 = c.ctid % share, p = c.ctid / share;
+    const int r = p / vecs, col = col0 + (p % vecs) * 8;
+    float m = -INFINITY, l = 0.f, acc[8];
+#pragma unroll
+    for (int e = 0; e < 8; ++e) acc[e] = 0.f;
+    for (int first = 0; first < n; first += share * kCountedBatch) {
+      uint4 raw[kCountedBatch];
+      float lse[kCountedBatch];
+      // Every load unpredicated (a position past the last input re-reads the last one) and masked only after
+      // all of them are issued: `i < n ? load : 0` made the compiler zero the register a pending load writes,
+      // which waits for that load, and so the loads went out one round trip at a time (6.7 us per merge).
+#pragma unroll
+      for (int j = 0; j < kCountedBatch; ++j) {  // O first, LSE after (as in the listed merge)
+        const int i = min(first + k0 + j * share, n - 1);
+        const long long row = in.slot_row(slot0 + i, r);
+        raw[j] = __ldcg(reinterpret_cast<const uint4*>(g.scratch_o + row * fmt::HEAD_DIM_V + col));
+      }
+#pragma unroll
+      for (int j = 0; j < kCountedBatch; ++j) {
+        const int i = min(first + k0 + j * share, n - 1);
+        lse[j] = __ldcg(g.scratch_lse + in.slot_row(slot0 + i, r));
+      }
+      asm volatile("" ::: "memory");  // every load of the round above the merge
+#pragma unroll
+      for (int j = 0; j < kCountedBatch; ++j) lse[j] = first + k0 + j * share < n ? lse[j] : -INFINITY;
+      float mx = m;
+#pragma unroll
+      for (int j = 0; j < kCountedBatch; ++j) mx = fmaxf(mx, lse[j]);
+      const float base = mx == -INFINITY ? 0.f : mx;
+      const float rescale = __expf(m - base);  // 0 while nothing was seen (m = -inf)
+      l *= rescale;
+#pragma unroll
+      for (int e = 0; e < 8; ++e) acc[e] *= rescale;
+#pragma unroll
+      for (int j = 0; j < kCountedBatch; ++j) {
+        const float w = __expf(lse[j] - base);
+        const __half2* h = reinterpret_cast<const __half2*>(&raw[j]);
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const float2 v = __half22float2(h[e]);
+          acc[2 * e] += w * v.x;
+          acc[2 * e + 1] += w * v.y;
+        }
+        l += w;
+      }
+      m = mx;
+    }
+    for (int off = 1; off < share; off <<= 1) {  // share is uniform: every lane takes part
+      const float om = __shfl_xor_sync(0xffffffff, m, off), ol = __shfl_xor_sync(0xffffffff, l, off);
+      const float mx = fmaxf(m, om), base = mx == -INFINITY ? 0.f : mx;
+      const float s1 = __expf(m - base), s2 = __expf(om - base);
+#pragma unroll
+      for (int e = 0; e < 8; ++e) acc[e] = acc[e] * s1 + __shfl_xor_sync(0xffffffff, acc[e], off) * s2;
+      l = l * s1 + ol * s2;
+      m = mx;
+    }
+    if (k0 != 0) return;
+    const float inv = l > 0.f ? 1.f / l : 0.f;
+    const float out_lse = l > 0.f ? (m == -INFINITY ? 0.f : m) + __logf(l) : -INFINITY;
+    uint4 packed;
+    uint32_t* w = reinterpret_cast<uint32_t*>(&packed);
+    if (in.out_slot == fmt::NO_SLOT) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) w[e] = ptx::pack_bf16(acc[2 * e] * inv, acc[2 * e + 1] * inv);
+      *reinterpret_cast<uint4*>(g.out + in.out_row(g, r) * fmt::HEAD_DIM_V + col) = packed;
+      if (col == 0) g.out_lse[in.out_row(g, r)] = out_lse;
+    } else {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const __half2 h2 = __floats2half2_rn(acc[2 * e] * inv, acc[2 * e + 1] * inv);
+        w[e] = *reinterpret_cast<const uint32_t*>(&h2);
+      }
+      __stcg(reinterpret_cast<uint4*>(g.scratch_o + in.slot_row(in.out_slot, r) * fmt::HEAD_DIM_V + col), packed);
+      if (col == 0) __stcg(g.scratch_lse + in.slot_row(in.out_slot, r), out_lse);
+    }
   }
 
   // ---------------------------------------------------------------- consumers
@@ -66,7 +178,7 @@ struct ReductionOp {
   __device__ static bool consume(Ctx<T>& c, const Instr& in, int instr) {
     const Globals& g = c.g;
     Smem& s = c.s;
-    const int k = in.num_inputs, chunks = in.q_count;
+    const int k = in.num_inputs, chunks = counted(in) ? 0 : in.q_count;  // the chunk loop: listed inputs only
     const int c8 = c.ctid % kVecsPerRow, row_base = c.ctid / kVecsPerRow;  // this thread: rows row_base + 4j
     int slots[fmt::MAX_FANIN];
 #pragma unroll
@@ -84,6 +196,7 @@ struct ReductionOp {
     // the stage until then (timing on only): its loads go out with everyone else's, not after the records.
     if (c.ctid % 128 == 0 && !(T && c.leader)) ptx::mbar_arrive(&s.empty[stage]);  // the stage holds no data
     c.ring.advance();
+    if (chunks == 0) merge_counted(c, in, instr, stage);
     for (int ch = 0; ch < chunks; ++ch) {
       // every load of this chunk first (L2 latency once), then the merge
       uint4 raw[fmt::MAX_FANIN][kRowsPerThread];
@@ -165,6 +278,10 @@ struct ReductionOp {
     if constexpr (T) {
       // recorded after the release, which would otherwise wait for these event stores too
       if (c.leader) {
+        if (chunks == 0) {  // counted: its one wait is recorded here, merged in the loop it spilled registers
+          c.record_wait(instr, 0, s.wait_ts[stage][0][0], s.wait_ts[stage][0][1]);
+          ptx::mbar_arrive(&s.empty[stage]);
+        }
         // the merge starts when the consumers see the stage, or when the last wait ends if that is later
         const unsigned long long t_compute = c.last_ctrl_end > t_full ? c.last_ctrl_end : t_full;
         c.rec.record(fmt::KIND_COMPUTE, fmt::ROLE_CONSUMER, instr, -1, t_compute, t_store);

@@ -35,6 +35,8 @@ def register(sub) -> None:
                        description=__doc__, epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_workload_args(p)
     p.add_argument("--scheduler", "-s", default="makespan", choices=["static", "makespan"])
+    p.add_argument("--merges", default="tree", choices=["tree", "wide"],
+                   help="reduction trees as planned, or flattened into one level of column-block merges")
     p.add_argument("--sms", type=int, default=None, help="SMs to schedule for (default: all of the GPU's)")
     p.add_argument("--repeat", type=int, default=10, help="timed launches; the median one becomes the trace")
     p.add_argument("--no-timing", action="store_true", help="timing compiled out: report kernel time only")
@@ -56,9 +58,10 @@ def run(args) -> int:
         raise UserError("--no-timing records no events, so there is no trace to write: drop --out or --no-timing")
     result = measure(w, args.scheduler, num_sms=args.sms, repeat=args.repeat, seed=args.seed,
                      shuffle_pages=not args.in_order_pages, timing=not args.no_timing,
-                     event_capacity=args.event_capacity or fmt.DEFAULT_EVENT_CAPACITY)
+                     event_capacity=args.event_capacity or fmt.DEFAULT_EVENT_CAPACITY, merges=args.merges)
     times = result.kernel_times_us
-    print(f"workload {w.name}: {w.batch} sequences, {w.total_kv} KV tokens, s_q {w.s_q}; scheduler {args.scheduler}")
+    merges = "" if args.merges == "tree" else f", {args.merges} merges"
+    print(f"workload {w.name}: {w.batch} sequences, {w.total_kv} KV tokens, s_q {w.s_q}; scheduler {args.scheduler}{merges}")
     print(f"relative error vs float32 reference: {result.rel_err:.2e}")
     print(f"kernel time (CUDA events, {len(times)} launches): median {statistics.median(times):.1f} us, "
           f"min {min(times):.1f} us; HBM floor {w.hbm_floor_us():.1f} us")

@@ -1,7 +1,9 @@
 """Schedulers: a Workload and an SM count in, one Schedule out; ``encode`` turns it into the instruction tensor.
 
-``make_schedule(workload, num_sms, "static" | "makespan", cost=None)`` is the entry point; both schedulers plan
-on a ``mlaprof.costmodel.CostModel`` (the defaults, or one fitted by ``mlaprof calibrate``).
+``make_schedule(workload, num_sms, "static" | "makespan", cost=None, merges="tree" | "wide")`` is the entry
+point; both schedulers plan on a ``mlaprof.costmodel.CostModel`` (the defaults, or one fitted by ``mlaprof
+calibrate``). ``merges="wide"`` flattens their deep reduction trees into one level of column-block merges
+(``widen.py``).
 """
 
 from __future__ import annotations
@@ -9,18 +11,38 @@ from __future__ import annotations
 from mlaprof.schedule.tasks import Schedule, Task  # noqa: F401
 
 SCHEDULERS = ("static", "makespan")
+MERGES = ("tree", "wide")
 
 
-def make_schedule(workload, num_sms: int, scheduler: str, cost=None, sm_rates: bool = False) -> Schedule:
-    """``sm_rates`` (makespan only): also place queues by the cost model's per-SM rates (see makespan.py)."""
+def make_schedule(workload, num_sms: int, scheduler: str, cost=None, sm_rates: bool = False,
+                  merges: str = "wide") -> Schedule:
+    """``sm_rates`` (makespan only): also place queues by the cost model's per-SM rates (see makespan.py).
+    ``merges``: "tree" keeps the scheduler's reduction trees, "wide" flattens the deep ones (widen.py)."""
     from mlaprof.schedule.plan import ScheduleError
 
+    if merges not in MERGES:
+        raise ScheduleError(f"unknown merge layout {merges!r}; choose one of {', '.join(MERGES)}")
     if scheduler == "static":
         from mlaprof.schedule.static import static_schedule
 
-        return static_schedule(workload, num_sms, cost)
-    if scheduler == "makespan":
+        s = static_schedule(workload, num_sms, cost)
+    elif scheduler == "makespan":
         from mlaprof.schedule.makespan import makespan_schedule
 
-        return makespan_schedule(workload, num_sms, cost, sm_rates=sm_rates)
-    raise ScheduleError(f"unknown scheduler {scheduler!r}; choose one of {', '.join(SCHEDULERS)}")
+        s = makespan_schedule(workload, num_sms, cost, sm_rates=sm_rates)
+    else:
+        raise ScheduleError(f"unknown scheduler {scheduler!r}; choose one of {', '.join(SCHEDULERS)}")
+    if merges == "wide":
+        import dataclasses
+
+        from mlaprof.schedule.static import static_schedule
+        from mlaprof.schedule.widen import widen_merges
+
+        s = widen_merges(s, cost)
+        if scheduler == "makespan":  # static is one of makespan's candidates: it stays one after flattening
+            st = widen_merges(static_schedule(workload, num_sms, cost), cost)
+            if st.predicted_makespan_us < s.predicted_makespan_us:
+                s = dataclasses.replace(st, scheduler="makespan", compute_ms=s.compute_ms + st.compute_ms,
+                                        params={**st.params, "shape": "static", "beat": "makespan's own plan, "
+                                                f"{s.predicted_makespan_us:.2f} us after flattening"})
+    return s

@@ -7,6 +7,11 @@ Each scratch-writing task releases its own semaphore after its store with a coun
 (``Word.SIGNAL_COUNT``: a partial read by s_q per-token reductions releases s_q), and a reduction waits on
 its inputs' semaphores, taking one count back each.
 
+Counted reductions (``Task.counted``: a column block of one query token over any number of inputs) read
+their inputs from contiguous slots and wait on one counter semaphore that each input adds 1 to
+(``SIGNAL_COUNT = SIGNAL_ADD``); every reader of such an input must be a counted reduction over the same
+inputs (one "group", one counter; ``COUNTER_READERS`` says how many read it).
+
 Slot reuse rule: a later writer W may take a slot only if W transitively depends on every reader (all of
 them, when per-token reductions share an input) of the slot's previous occupant, so no timing on the GPU can make the two lifetimes overlap; a reduction therefore
 never writes a slot it reads.  Partials depend on nothing, so each scratch partial has a slot of its own;
@@ -76,7 +81,9 @@ def validate(schedule: Schedule) -> list[int]:
             continue
         if t.op != fmt.Opcode.REDUCTION:
             raise EncodeError(f"task {t.id}: unknown opcode {t.op!r}")
-        if not 1 <= len(t.inputs) <= fmt.MAX_FANIN:
+        if t.counted:
+            _check_counted(t)
+        elif not 1 <= len(t.inputs) <= fmt.MAX_FANIN:
             raise EncodeError(f"task {t.id}: reduction fan-in {len(t.inputs)} outside 1..{fmt.MAX_FANIN}")
         if len(set(t.inputs)) != len(t.inputs):
             raise EncodeError(f"task {t.id}: an input is listed twice in {list(t.inputs)}")
@@ -97,6 +104,11 @@ def validate(schedule: Schedule) -> list[int]:
     for t in tasks:
         if not t.final and not readers[t.id]:
             raise EncodeError(f"task {t.id} writes scratch that no reduction reads (mark it final or merge it)")
+        kinds = {(tasks[r].inputs if tasks[r].counted else None) for r in readers[t.id]}
+        if len(kinds) > 1:
+            raise EncodeError(f"task {t.id} is read by reductions {readers[t.id]} that do not all count the same "
+                              "inputs: a result read by a counted reduction signals one counter, so every reader "
+                              "must be a counted reduction over the same inputs")
     # Kahn's algorithm, earliest planned start first, so slots are handed out in roughly execution order
     indeg = [len(t.inputs) for t in tasks]
     heap = [(t.est_start_us, t.id) for t in tasks if not t.inputs]
@@ -115,8 +127,33 @@ def validate(schedule: Schedule) -> list[int]:
     return order
 
 
+def _check_counted(t: Task) -> None:
+    where = f"task {t.id} (a reduction over a column block or more than {fmt.MAX_FANIN} inputs)"
+    if not 1 <= len(t.inputs) <= fmt.MAX_COUNTED_INPUTS:
+        raise EncodeError(f"{where}: {len(t.inputs)} inputs, allowed 1..{fmt.MAX_COUNTED_INPUTS}")
+    if t.q_count != 1:
+        raise EncodeError(f"{where}: fan-in {len(t.inputs)}, {t.q_count} query tokens: a reduction over more than "
+                          f"{fmt.MAX_FANIN} inputs or a column block must cover one query token")
+    if t.col_count not in fmt.COUNTED_COL_BLOCKS or t.col_start % t.col_count or not 0 <= t.col_start <= fmt.HEAD_DIM_V - t.col_count:
+        raise EncodeError(f"{where}: column block [{t.col_start}, {t.col_start + t.col_count}) must be "
+                          f"{'/'.join(map(str, fmt.COUNTED_COL_BLOCKS))} columns wide, aligned to its width, inside "
+                          f"0..{fmt.HEAD_DIM_V}")
+
+
+def counted_groups(tasks: list[Task]) -> dict[tuple[int, ...], list[int]]:
+    """Input tuple -> the counted reductions reading it, in task order. The inputs of one group share one
+    counter semaphore and contiguous slots."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for t in tasks:
+        if t.counted:
+            groups.setdefault(tuple(t.inputs), []).append(t.id)
+    return groups
+
+
 def allocate_slots(schedule: Schedule, order: list[int]) -> tuple[list[int], int]:
-    """Scratch slot per task (-1 for final tasks) under the reuse rule, and the number of slots."""
+    """Scratch slot per task (-1 for final tasks) under the reuse rule, and the number of slots. The inputs of
+    each counted group get fresh contiguous slots first, in input order (a counted reduction names only the
+    first); a fresh slot is never a reuse, so the rule holds for them trivially."""
     tasks = schedule.tasks
     readers: dict[int, frozenset] = {}
     for t in tasks:
@@ -124,6 +161,10 @@ def allocate_slots(schedule: Schedule, order: list[int]) -> tuple[list[int], int
             readers[i] = readers.get(i, frozenset()) | {t.id}
     slot = [fmt.NO_SLOT] * len(tasks)
     occupant: list[int] = []  # slot -> task whose result it holds now
+    for inputs in counted_groups(tasks):
+        for i in inputs:
+            slot[i] = len(occupant)
+            occupant.append(i)
     anc: list[frozenset] = [frozenset()] * len(tasks)
     for tid in order:
         t = tasks[tid]
@@ -132,7 +173,7 @@ def allocate_slots(schedule: Schedule, order: list[int]) -> tuple[list[int], int
             a |= anc[i]
             a.add(i)
         anc[tid] = frozenset(a)
-        if t.final:
+        if t.final or slot[tid] != fmt.NO_SLOT:
             continue
         best = None
         for r in anc[tid]:  # slots read by reductions this writer depends on: the only ones it may reuse
@@ -156,12 +197,22 @@ def encode(schedule: Schedule) -> Encoded:
     for t in tasks:
         for i in t.inputs:
             readers[i].append(t.id)
+    groups = counted_groups(tasks)
+    group_of = {i: inputs for inputs in groups for i in inputs}
+    group_sem: dict[tuple[int, ...], int] = {}
     sem = [fmt.NO_SEM] * len(tasks)
     num_sems = 0
-    for t in tasks:  # dense, in task-id order
-        if not t.final:
-            sem[t.id] = num_sems
-            num_sems += 1
+    for t in tasks:  # dense, in task-id order; the inputs of a counted group share their group's counter
+        if t.final:
+            continue
+        g = group_of.get(t.id)
+        if g is not None and g in group_sem:
+            sem[t.id] = group_sem[g]
+            continue
+        sem[t.id] = num_sems
+        if g is not None:
+            group_sem[g] = num_sems
+        num_sems += 1
     max_instr = max(len(q) for q in schedule.queues) + 1
     out = np.zeros((schedule.num_sms, max_instr, fmt.WORDS_PER_INSTRUCTION), dtype=np.int32)
     for sm, q in enumerate(schedule.queues):
@@ -174,8 +225,16 @@ def encode(schedule: Schedule) -> Encoded:
             row[W.KV_START], row[W.KV_END] = t.kv_start, t.kv_end
             row[W.OUT_SLOT] = slot[tid]
             row[W.SIGNAL_SEM] = sem[tid]
-            row[W.SIGNAL_COUNT] = len(readers[tid])
+            row[W.SIGNAL_COUNT] = fmt.SIGNAL_ADD if tid in group_of else len(readers[tid])
             row[W.NUM_INPUTS] = len(t.inputs)
+            if t.op == fmt.Opcode.REDUCTION:  # a partial computes every column: its words stay zero
+                row[W.COL_START], row[W.COL_COUNT] = t.col_start, t.col_count
+            if t.counted:
+                row[W.INPUT_LAYOUT] = fmt.InputLayout.COUNTED
+                row[W.INPUT_SLOTS] = slot[t.inputs[0]]
+                row[W.INPUT_SEMS] = sem[t.inputs[0]]
+                row[W.COUNTER_READERS] = len(groups[tuple(t.inputs)])
+                continue
             for k, i in enumerate(t.inputs):
                 row[W.INPUT_SLOTS + k] = slot[i]
                 row[W.INPUT_SEMS + k] = sem[i]
@@ -235,7 +294,8 @@ def _schedule_from_meta(meta: dict) -> Schedule:
     tasks = [
         Task(id=t["id"], op=fmt.Opcode[t["op"].upper()], seq=t["seq"], q_start=t["q_start"], q_count=t["q_count"],
              kv_start=t["kv_start"], kv_end=t["kv_end"], inputs=tuple(t["inputs"]), final=t["final"], sm=t["sm"],
-             est_start_us=t["est_start_us"], est_end_us=t["est_end_us"])
+             est_start_us=t["est_start_us"], est_end_us=t["est_end_us"], col_start=t.get("col_start", 0),
+             col_count=t.get("col_count", fmt.HEAD_DIM_V))
         for t in meta["tasks"]
     ]
     return Schedule(

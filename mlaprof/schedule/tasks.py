@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from mlaprof.format import Opcode
+from mlaprof.format import HEAD_DIM_V, MAX_FANIN, Opcode
 from mlaprof.workloads import Workload
 
 
@@ -28,6 +28,14 @@ class Task:
     sm: int = -1  # SM it runs on
     est_start_us: float = 0.0  # the scheduler's prediction, on its cost model
     est_end_us: float = 0.0
+    col_start: int = 0  # a reduction may merge one block of the V columns (HEAD_DIM_V: all of them)
+    col_count: int = HEAD_DIM_V
+
+    @property
+    def counted(self) -> bool:
+        """A reduction over a column block or more than MAX_FANIN inputs: encoded with counted inputs
+        (contiguous slots, one semaphore that every input adds to; ``format.InputLayout``)."""
+        return self.op == Opcode.REDUCTION and (self.col_count != HEAD_DIM_V or len(self.inputs) > MAX_FANIN)
 
 
 @dataclasses.dataclass
@@ -51,6 +59,8 @@ class Schedule:
                 "id": t.id, "op": t.op.name.lower(), "seq": t.seq, "q_start": t.q_start, "q_count": t.q_count,
                 "kv_start": t.kv_start, "kv_end": t.kv_end, "inputs": list(t.inputs), "final": t.final,
                 "sm": t.sm, "est_start_us": round(t.est_start_us, 4), "est_end_us": round(t.est_end_us, 4),
+                # only where a task merges a column block: traces of whole-row schedules stay as they were
+                **({"col_start": t.col_start, "col_count": t.col_count} if t.col_count != HEAD_DIM_V else {}),
             }
             for t in self.tasks
         ]

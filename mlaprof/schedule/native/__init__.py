@@ -32,7 +32,8 @@ MODEL_FLOATS = ("setup_ns", "reduce_setup_ns", "load_base_ns", "load_byte_ns", "
                 "store_byte_ns", "reduce_store_ns", "reduce_fence_ns", "first_load_ns", "sem_latency_ns")
 MODEL_INTS = ("row_granule", "tile_tokens", "tile_bytes", "flops_per_row_token", "scratch_row_bytes",
               "output_row_bytes", "heads_q", "stages", "max_fanin")
-KNOWN_FIELDS = set(MODEL_FLOATS) | {"row_granule", "sm_spread"}
+# fields the schedulers never read: sm_spread (the simulator's), the counted-merge terms (widen.py, the simulator)
+KNOWN_FIELDS = set(MODEL_FLOATS) | {"row_granule", "sm_spread", "counted_base_ns", "counted_line_ns"}
 
 
 class Model(ctypes.Structure):

@@ -1,0 +1,84 @@
+"""Reduction trees against one level of column-block merges (GPU): the megakernel with timing off, each
+scheduler's schedule as planned ("tree") and flattened by ``mlaprof.schedule.widen`` ("wide", per column
+block: "wide" as widen chooses it, "wide16" etc. as asked), checked against the reference, then timed
+interleaved (GPU-only graph time, bench/NOTES.md v19).
+
+    python bench/merges_probe.py [--workload W ...] [--col-block 16 --col-block 32] [--replays 300]
+                                 [--traces DIR] [--out probe.json]
+
+``--traces DIR`` also records one timing-on trace per variant (``W__scheduler__merges.arrow``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def main() -> int:
+    import torch
+
+    from mlaprof.bench import _interleaved_graph_us
+    from mlaprof.kernel import Megakernel
+    from mlaprof.measure import measure
+    from mlaprof.trace.io import write_trace
+    from mlaprof.reference import mla_decode_reference, relative_error
+    from mlaprof.schedule import make_schedule
+    from mlaprof.schedule.encode import encode
+    from mlaprof.schedule.widen import widen_merges
+    from mlaprof.sim import simulate
+    from mlaprof.workloads import NAMED, build_tensors
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--workload", action="append")
+    ap.add_argument("--col-block", type=int, action="append")
+    ap.add_argument("--replays", type=int, default=300)
+    ap.add_argument("--traces", default=None)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
+    rows = []
+    for name in args.workload or ["seed-representative", "b1-65536-q1"]:
+        w = NAMED[name]
+        t = build_tensors(w, "cuda", seed=0, shuffle_pages=True)
+        ref, _ = mla_decode_reference(t)
+        variants = {}
+        for sched in ("static", "makespan"):
+            tree = make_schedule(w, sms, sched)
+            variants[(sched, "tree")] = tree
+            variants[(sched, "wide")] = widen_merges(tree)  # the column block chosen by widen.auto_col_block
+            for cb in args.col_block or []:
+                variants[(sched, f"wide{cb}")] = widen_merges(tree, col_block=cb)
+        kernels, recs = [], []
+        for (sched, merges), s in variants.items():
+            enc = encode(s)
+            ins = torch.from_numpy(np.ascontiguousarray(enc.instructions))
+            mk = Megakernel(ins, t, enc.num_slots, enc.num_sems, timing=False)
+            mk.out.fill_(float("nan"))
+            mk.run()
+            err = relative_error(mk.out.float(), ref)
+            sim_us = float(simulate(enc).table.column("end_ns").to_numpy().max()) / 1e3
+            kernels.append(mk)
+            recs.append({"workload": name, "scheduler": sched, "merges": merges, "rel_err": err,
+                         "sim_us": round(sim_us, 2), "instructions": int((enc.instructions[..., 0] != 0).sum())})
+            if args.traces and merges in ("tree", "wide"):  # what `mlaprof run --merges` records
+                run = measure(w, sched, num_sms=sms, repeat=5, merges=merges)
+                Path(args.traces).mkdir(parents=True, exist_ok=True)
+                write_trace(Path(args.traces) / f"{name}__{sched}__{merges}.arrow", run.trace.table, run.trace.meta)
+                recs[-1]["trace_us"] = round(float(run.trace.table.column("end_ns").to_numpy().max()) / 1e3, 2)
+        times = _interleaved_graph_us([k.launch for k in kernels], args.replays, [k.check for k in kernels])
+        for rec, (plain, covered) in zip(recs, times):
+            rec.update(us_graph=round(plain, 2), us_graph_gpu=round(covered, 2))
+            print(json.dumps(rec), flush=True)
+            rows.append(rec)
+    if args.out:
+        Path(args.out).write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
