@@ -48,7 +48,7 @@ def main() -> int:
         ref, _ = mla_decode_reference(t)
         variants = {}
         for sched in ("static", "makespan"):
-            tree = make_schedule(w, sms, sched)
+            tree = make_schedule(w, sms, sched, merges="tree")
             variants[(sched, "tree")] = tree
             variants[(sched, "wide")] = widen_merges(tree)  # the column block chosen by widen.auto_col_block
             for cb in args.col_block or []:

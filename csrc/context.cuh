@@ -139,6 +139,12 @@ struct Instr {
   __device__ long long slot_row(int slot, int r) const {
     return static_cast<long long>(slot) * fmt::MAX_ROWS + q_start * fmt::NUM_HEADS_Q + r;
   }
+  // Element (local row r, column col) of a scratch slot's O, stored in column blocks (fmt::SCRATCH_BLOCK_COLS).
+  __device__ long long scratch_o_index(int slot, int r, int col) const {
+    constexpr int kBlock = fmt::SCRATCH_BLOCK_COLS;
+    return static_cast<long long>(slot) * fmt::MAX_ROWS * fmt::HEAD_DIM_V + (col / kBlock) * (fmt::MAX_ROWS * kBlock) +
+           (q_start * fmt::NUM_HEADS_Q + r) * kBlock + col % kBlock;
+  }
   // Shared operand checks: the producer and the consumers must agree to skip a bad instruction.
   __device__ bool common_ok(const Globals& g) const {
     return seq >= 0 && seq < g.batch && q_count >= 1 && q_start >= 0 && q_start + q_count <= g.s_q &&

@@ -50,6 +50,7 @@ constexpr int KV_STAGES = 2;
 constexpr int MAX_FANIN = 6;
 constexpr int MAX_COUNTED_INPUTS = 1024;
 constexpr int SIGNAL_ADD = -1;
+constexpr int SCRATCH_BLOCK_COLS = 16;
 constexpr int WORDS_PER_INSTRUCTION = 28;
 constexpr int NO_SLOT = -1;
 constexpr int NO_SEM = -1;

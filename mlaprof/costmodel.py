@@ -61,9 +61,9 @@ class CostModel:
     reduce_row_ns: float = 0.0
     reduce_byte_ns: float = 1.0 / 110.0
     # consumer, a counted merge (one column block of one query token over n inputs, schedule/widen.py): one
-    # L2 round trip and the combine across threads (estimate), plus a cost per 128-byte line it reads: a
-    # column block's slice of an input row is a piece of one line (a 16-column block 32 B of it), and the
-    # SM's load path handles lines, not bytes.  Estimates until calibrated.
+    # L2 round trip and the combine across warps (estimate), plus a cost per 128-byte line it reads (the SM's
+    # load path handles lines: before scratch was stored in column blocks, a 16-column merge read 32 B of a
+    # line per input row and took 4.4 us for 128 inputs).  Estimates until calibrated.
     counted_base_ns: float = 1000.0
     counted_line_ns: float = 1.0
     # consumer, a partial's result write (fp32 scratch + lse, or bf16 output) at the same L2 rate, plus the
@@ -238,9 +238,9 @@ SCRATCH_ELEM_BYTES = 2  # fp16 partial outputs
 
 
 def counted_lines(fanin, rows, cols):
-    """Lines a counted merge reads: each input row's column block spans at least one."""
-    per_row = np.maximum(1, np.ceil(np.asarray(cols) * SCRATCH_ELEM_BYTES / LINE_BYTES))
-    return np.asarray(fanin) * np.asarray(rows) * per_row
+    """Lines a counted merge reads: scratch is stored in column blocks (fmt.SCRATCH_BLOCK_COLS), so an input's
+    rows x cols of one query token are contiguous: whole lines."""
+    return np.asarray(fanin) * np.ceil(np.asarray(rows) * np.asarray(cols) * SCRATCH_ELEM_BYTES / LINE_BYTES)
 
 
 # The model fitted to measured H100 traces (``bench/calibrate.py`` regenerates it): what the schedulers,

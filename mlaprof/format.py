@@ -85,6 +85,10 @@ assert Word.RESERVED + 1 == WORDS_PER_INSTRUCTION
 # threads (the threads of one vector share its inputs, so the block must be a power of two up to 128).
 COUNTED_COL_BLOCKS = (16, 32, 64, 128)
 SIGNAL_ADD = -1  # SIGNAL_COUNT of a task read by counted reductions: add 1 to the semaphore instead of storing
+# Scratch partial outputs (fp16) are laid out [slot][HEAD_DIM_V / SCRATCH_BLOCK_COLS][MAX_ROWS][SCRATCH_BLOCK_COLS]:
+# one column block of one query token (16 rows x 32 B) is 512 contiguous bytes, so a merge of a column block
+# reads whole 128-byte lines (row-major, each input row's block was a 32-byte piece of its own line).
+SCRATCH_BLOCK_COLS = 16
 NO_SLOT = -1
 NO_SEM = -1
 
@@ -129,7 +133,7 @@ def render_header() -> str:
     ]
     for name in (
         "HEAD_DIM_QK", "HEAD_DIM_V", "NUM_HEADS_Q", "PAGE_SIZE", "MAX_S_Q", "MAX_ROWS", "KV_TILE_TOKENS", "KV_STAGES",
-        "MAX_FANIN", "MAX_COUNTED_INPUTS", "SIGNAL_ADD",
+        "MAX_FANIN", "MAX_COUNTED_INPUTS", "SIGNAL_ADD", "SCRATCH_BLOCK_COLS",
         "WORDS_PER_INSTRUCTION", "NO_SLOT", "NO_SEM", "EVENT_WORDS", "HEADER_KIND_BITS",
         "HEADER_ROLE_SHIFT", "HEADER_INSTR_SHIFT", "DEFAULT_EVENT_CAPACITY",
     ):

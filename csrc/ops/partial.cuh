@@ -71,26 +71,38 @@ struct PartialOp {
     const __half2 h2 = __floats2half2_rn(x, y);
     return *reinterpret_cast<const uint32_t*>(&h2);
   }
-  __device__ static __forceinline__ char* out_row_ptr(const Globals& g, const Instr& in, int r) {
-    return in.out_slot == fmt::NO_SLOT
-               ? reinterpret_cast<char*>(g.out + in.out_row(g, r) * fmt::HEAD_DIM_V)
-               : reinterpret_cast<char*>(g.scratch_o + in.slot_row(in.out_slot, r) * fmt::HEAD_DIM_V);
+  // Where the runtime part `col` of a thread's columns of local row r goes (the output, row-major; or the
+  // scratch slot, in column blocks), and how far a compile-time step of 8 columns moves it there. Computed
+  // once per row: per-store address arithmetic with the final/scratch choice made the epilogue spill.
+  static constexpr long long kScratchBlockStride = fmt::MAX_ROWS * fmt::SCRATCH_BLOCK_COLS;  // elements
+  __device__ static __forceinline__ __half* scratch_ptr(const Globals& g, const Instr& in, int r, int col) {
+    return g.scratch_o + in.scratch_o_index(in.out_slot, r, col);
+  }
+  // element offset of columns +8k (k compile-time) from a runtime column that starts a 16-column block + 0/2/4/6
+  __device__ static __forceinline__ constexpr long long scratch_step(int k) {
+    return (k / 2) * kScratchBlockStride + (k % 2) * 8;
   }
 
   // Each thread writes its two columns of every n8 tile: 4-byte stores, 16 bytes per row and quad.
   __device__ static __forceinline__ void store_pairs(const Globals& g, const Instr& in, const float* o, float inv0,
                                                      float inv1, int r0, int r1, int rows, int quad, int wg_idx) {
     const bool final_out = in.out_slot == fmt::NO_SLOT;
+    const int col = wg_idx * kColsPerWarpgroup + quad * 2;
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
       const int r = half ? r1 : r0;
       if (r >= rows) continue;
-      char* row = out_row_ptr(g, in, r) + (wg_idx * kColsPerWarpgroup + quad * 2) * 2;
+      const float inv = half ? inv1 : inv0;
+      if (final_out) {
+        bf16* dst = g.out + in.out_row(g, r) * fmt::HEAD_DIM_V + col;
 #pragma unroll
-      for (int n = 0; n < kONTiles; ++n) {
-        const uint32_t v = packed_pair(o, n, half, half ? inv1 : inv0, final_out);
-        if (final_out) *reinterpret_cast<uint32_t*>(row + n * 16) = v;
-        else __stcg(reinterpret_cast<unsigned int*>(row + n * 16), v);
+        for (int n = 0; n < kONTiles; ++n)
+          *reinterpret_cast<uint32_t*>(dst + n * 8) = packed_pair(o, n, half, inv, true);
+      } else {
+        __half* dst = scratch_ptr(g, in, r, col);
+#pragma unroll
+        for (int n = 0; n < kONTiles; ++n)
+          __stcg(reinterpret_cast<unsigned int*>(dst + scratch_step(n)), packed_pair(o, n, half, inv, false));
       }
     }
   }
@@ -101,9 +113,12 @@ struct PartialOp {
   __device__ static __forceinline__ void store_exchanged(const Globals& g, const Instr& in, const float* o, float inv0,
                                                          float inv1, int r0, int r1, int quad, int wg_idx) {
     const bool final_out = in.out_slot == fmt::NO_SLOT;
+    const int col = wg_idx * kColsPerWarpgroup + quad * 8;  // + 32 per group of four tiles
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
-      char* row = out_row_ptr(g, in, half ? r1 : r0);
+      const int r = half ? r1 : r0;
+      bf16* out = final_out ? g.out + in.out_row(g, r) * fmt::HEAD_DIM_V + col : nullptr;
+      __half* scratch = final_out ? nullptr : scratch_ptr(g, in, r, col);
 #pragma unroll
       for (int g4 = 0; g4 < kONTiles / 4; ++g4) {
         uint32_t a[4], b[4];
@@ -120,10 +135,9 @@ struct PartialOp {
         const uint32_t own = quad == 0 ? a[0] : quad == 1 ? a[1] : quad == 2 ? a[2] : a[3];
 #pragma unroll
         for (int i = 0; i < 4; ++i) b[i] = quad == i ? own : b[i];
-        uint4* dst = reinterpret_cast<uint4*>(row + (wg_idx * kColsPerWarpgroup + (g4 * 4 + quad) * 8) * 2);
         const uint4 v = make_uint4(b[0], b[1], b[2], b[3]);
-        if (final_out) *dst = v;
-        else __stcg(dst, v);
+        if (final_out) *reinterpret_cast<uint4*>(out + g4 * 32) = v;
+        else __stcg(reinterpret_cast<uint4*>(scratch + scratch_step(g4 * 4)), v);
       }
     }
   }

@@ -3,8 +3,8 @@
 // inputs' semaphores (one lane per input, in parallel, often while the consumers still finish earlier work)
 // and then hands the consumers a ring stage that carries no data, only the word that every input is
 // released. The consumers read the inputs straight from L2: each thread issues all of its 16-byte loads
-// (every input, its four rows) before it merges, so a 16-row chunk of six inputs (96 KB) is in flight at
-// once. Bulk copies staged through the ring cost the copy engine ~0.1-0.2 us each (bench/NOTES.md v12), and
+// (every input, one row of four column blocks) before it merges, so a 16-row chunk of six inputs (96 KB) is
+// in flight at once, each warp's load of one input and block 512 contiguous bytes (fmt::SCRATCH_BLOCK_COLS). Bulk copies staged through the ring cost the copy engine ~0.1-0.2 us each (bench/NOTES.md v12), and
 // a merge of small fp16 chunks needed a dozen of them.
 //
 // Counted inputs (fmt::LAYOUT_COUNTED): one reduction merges many inputs (contiguous slots, one semaphore that
@@ -19,9 +19,6 @@ namespace mlaprof {
 struct ReductionOp {
   static constexpr int kOpcode = fmt::OP_REDUCTION;
   static constexpr int kChunkRows = 16;                                   // rows per pass (one query token)
-  static constexpr int kVecsPerRow = fmt::HEAD_DIM_V / 8;                 // 16-byte vectors of 8 halves per row
-  static constexpr int kRowStep = kConsumerThreads / kVecsPerRow;         // 4: rows between a thread's vectors
-  static constexpr int kRowsPerThread = kChunkRows / kRowStep;            // 4
   static constexpr int kCountedBatch = 16;  // counted inputs a thread loads per round trip (80 registers of loads)
 
   __device__ static bool counted(const Instr& in) { return __ldg(in.words + fmt::W_INPUT_LAYOUT) == fmt::LAYOUT_COUNTED; }
@@ -87,21 +84,53 @@ struct ReductionOp {
     return true;
   }
 
-  // One query token (16 rows) x one column block over n counted inputs. Threads that share a 16-byte output
-  // vector are adjacent lanes; each takes every share-th input, kCountedBatch per round trip, merges them
-  // online (running max, sum and weighted vector), and the lanes combine their results by shuffles.
+  // ---------------------------------------------------------------- consumers
+  // Thread layout over one query token (16 rows) of a column block of fmt::SCRATCH_BLOCK_COLS (16) columns:
+  // lane -> row lane / 2, 8-column half lane % 2, so a warp's 16-byte loads of one input cover the block's
+  // 512 contiguous bytes in scratch (four whole lines; fmt::SCRATCH_BLOCK_COLS says why the layout).
+  static constexpr int kBlockCols = fmt::SCRATCH_BLOCK_COLS;
+  static constexpr int kBlocks = fmt::HEAD_DIM_V / kBlockCols;                 // 32 per row
+  static constexpr int kConsumerWarps_ = kConsumerThreads / 32;                // 8
+  static constexpr int kBlocksPerWarp = kBlocks / kConsumerWarps_;             // 4: a listed merge's vectors per thread
+  static_assert(kChunkRows * 2 == 32 && kBlockCols == 16, "a warp covers one block of one query token");
+
+  // One merged 8-column vector to the output (bf16, row-major) or a scratch slot (fp16, column blocks),
+  // and the row's LSE once (by the thread holding columns 0..7).
+  __device__ static __forceinline__ void store_vec(const Globals& g, const Instr& in, int r, int col,
+                                                   const float* acc, float inv, float lse) {
+    uint4 packed;
+    uint32_t* w = reinterpret_cast<uint32_t*>(&packed);
+    if (in.out_slot == fmt::NO_SLOT) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) w[e] = ptx::pack_bf16(acc[2 * e] * inv, acc[2 * e + 1] * inv);
+      *reinterpret_cast<uint4*>(g.out + in.out_row(g, r) * fmt::HEAD_DIM_V + col) = packed;
+      if (col == 0) g.out_lse[in.out_row(g, r)] = lse;
+    } else {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const __half2 h2 = __floats2half2_rn(acc[2 * e] * inv, acc[2 * e + 1] * inv);
+        w[e] = *reinterpret_cast<const uint32_t*>(&h2);
+      }
+      __stcg(reinterpret_cast<uint4*>(g.scratch_o + in.scratch_o_index(in.out_slot, r, col)), packed);
+      if (col == 0) __stcg(g.scratch_lse + in.slot_row(in.out_slot, r), lse);
+    }
+  }
+
+  // One query token x a column block of C columns over n counted inputs: warp w takes block w % (C / 16) and
+  // every G-th input (G = 8 / (C / 16) groups of warps), kCountedBatch per round trip, merged online
+  // (running max, sum and weighted vector); the groups then combine through shared memory: the stage this
+  // reduction holds carries no data, so its KV buffer is free until the stage is released.
   template <bool T>
-  __device__ static void merge_counted(Ctx<T>& c, const Instr& in, int instr, int stage) {
+  __device__ static void merge_counted(Ctx<T>& c, const Instr& in, int stage) {
     const Globals& g = c.g;
     const int n = in.num_inputs, slot0 = __ldg(in.words + fmt::W_INPUT_SLOTS);
-    const int col0 = __ldg(in.words + fmt::W_COL_START), vecs = __ldg(in.words + fmt::W_COL_COUNT) / 8;
-    const int share = kConsumerThreads / (kChunkRows * vecs);  // 8, 4, 2, 1 threads per output vector
-    const int k0 = c.ctid % share, p = c.ctid / share;
-    const int r = p / vecs, col = col0 + (p % vecs) * 8;
+    const int nb = __ldg(in.words + fmt::W_COL_COUNT) / kBlockCols, groups = kConsumerWarps_ / nb;
+    const int warp = c.ctid / 32, group = warp / nb;
+    const int r = c.lane / 2, col = __ldg(in.words + fmt::W_COL_START) + (warp % nb) * kBlockCols + (c.lane % 2) * 8;
     float m = -INFINITY, l = 0.f, acc[8];
 #pragma unroll
     for (int e = 0; e < 8; ++e) acc[e] = 0.f;
-    for (int first = 0; first < n; first += share * kCountedBatch) {
+    for (int first = group; first < n; first += groups * kCountedBatch) {
       uint4 raw[kCountedBatch];
       float lse[kCountedBatch];
       // Every load unpredicated (a position past the last input re-reads the last one) and masked only after
@@ -109,18 +138,14 @@ struct ReductionOp {
       // which waits for that load, and so the loads went out one round trip at a time (6.7 us per merge).
 #pragma unroll
       for (int j = 0; j < kCountedBatch; ++j) {  // O first, LSE after (as in the listed merge)
-        const int i = min(first + k0 + j * share, n - 1);
-        const long long row = in.slot_row(slot0 + i, r);
-        raw[j] = __ldcg(reinterpret_cast<const uint4*>(g.scratch_o + row * fmt::HEAD_DIM_V + col));
+        const int i = min(first + j * groups, n - 1);
+        raw[j] = __ldcg(reinterpret_cast<const uint4*>(g.scratch_o + in.scratch_o_index(slot0 + i, r, col)));
       }
 #pragma unroll
-      for (int j = 0; j < kCountedBatch; ++j) {
-        const int i = min(first + k0 + j * share, n - 1);
-        lse[j] = __ldcg(g.scratch_lse + in.slot_row(slot0 + i, r));
-      }
+      for (int j = 0; j < kCountedBatch; ++j) lse[j] = __ldcg(g.scratch_lse + in.slot_row(slot0 + min(first + j * groups, n - 1), r));
       asm volatile("" ::: "memory");  // every load of the round above the merge
 #pragma unroll
-      for (int j = 0; j < kCountedBatch; ++j) lse[j] = first + k0 + j * share < n ? lse[j] : -INFINITY;
+      for (int j = 0; j < kCountedBatch; ++j) lse[j] = first + j * groups < n ? lse[j] : -INFINITY;
       float mx = m;
 #pragma unroll
       for (int j = 0; j < kCountedBatch; ++j) mx = fmaxf(mx, lse[j]);
@@ -143,46 +168,125 @@ struct ReductionOp {
       }
       m = mx;
     }
-    for (int off = 1; off < share; off <<= 1) {  // share is uniform: every lane takes part
-      const float om = __shfl_xor_sync(0xffffffff, m, off), ol = __shfl_xor_sync(0xffffffff, l, off);
-      const float mx = fmaxf(m, om), base = mx == -INFINITY ? 0.f : mx;
-      const float s1 = __expf(m - base), s2 = __expf(om - base);
+    if (groups > 1) {  // uniform: every consumer thread reaches both barriers
+      constexpr int kState = 10;  // m, l, acc[8]
+      float* red = reinterpret_cast<float*>(&c.s.kv[stage][0][0][0]);
+      float* mine = red + c.ctid * kState;
+      mine[0] = m;
+      mine[1] = l;
 #pragma unroll
-      for (int e = 0; e < 8; ++e) acc[e] = acc[e] * s1 + __shfl_xor_sync(0xffffffff, acc[e], off) * s2;
-      l = l * s1 + ol * s2;
-      m = mx;
-    }
-    if (k0 != 0) return;
-    const float inv = l > 0.f ? 1.f / l : 0.f;
-    const float out_lse = l > 0.f ? (m == -INFINITY ? 0.f : m) + __logf(l) : -INFINITY;
-    uint4 packed;
-    uint32_t* w = reinterpret_cast<uint32_t*>(&packed);
-    if (in.out_slot == fmt::NO_SLOT) {
+      for (int e = 0; e < 8; ++e) mine[2 + e] = acc[e];
+      c.consumer_sync();
+      if (group == 0) {
+        for (int o = 1; o < groups; ++o) {
+          const float* other = red + (c.ctid + o * nb * 32) * kState;
+          const float om = other[0], mx = fmaxf(m, om), base = mx == -INFINITY ? 0.f : mx;
+          const float s1 = __expf(m - base), s2 = __expf(om - base);
 #pragma unroll
-      for (int e = 0; e < 4; ++e) w[e] = ptx::pack_bf16(acc[2 * e] * inv, acc[2 * e + 1] * inv);
-      *reinterpret_cast<uint4*>(g.out + in.out_row(g, r) * fmt::HEAD_DIM_V + col) = packed;
-      if (col == 0) g.out_lse[in.out_row(g, r)] = out_lse;
-    } else {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const __half2 h2 = __floats2half2_rn(acc[2 * e] * inv, acc[2 * e + 1] * inv);
-        w[e] = *reinterpret_cast<const uint32_t*>(&h2);
+          for (int e = 0; e < 8; ++e) acc[e] = acc[e] * s1 + other[2 + e] * s2;
+          l = l * s1 + other[1] * s2;
+          m = mx;
+        }
       }
-      __stcg(reinterpret_cast<uint4*>(g.scratch_o + in.slot_row(in.out_slot, r) * fmt::HEAD_DIM_V + col), packed);
-      if (col == 0) __stcg(g.scratch_lse + in.slot_row(in.out_slot, r), out_lse);
+      ptx::fence_proxy_async();  // these generic accesses, then the copy engine may write the stage again
     }
+    if (group != 0) return;
+    store_vec(g, in, r, col, acc, l > 0.f ? 1.f / l : 0.f, l > 0.f ? (m == -INFINITY ? 0.f : m) + __logf(l) : -INFINITY);
   }
 
-  // ---------------------------------------------------------------- consumers
+  // A listed merge, one query token at a time: thread (warp w, lane) holds row lane / 2 of blocks w + 8j.
   template <bool T>
-  __device__ static bool consume(Ctx<T>& c, const Instr& in, int instr) {
+  __device__ static void merge_listed(Ctx<T>& c, const Instr& in) {
     const Globals& g = c.g;
-    Smem& s = c.s;
-    const int k = in.num_inputs, chunks = counted(in) ? 0 : in.q_count;  // the chunk loop: listed inputs only
-    const int c8 = c.ctid % kVecsPerRow, row_base = c.ctid / kVecsPerRow;  // this thread: rows row_base + 4j
+    const int k = in.num_inputs;
+    const int warp = c.ctid / 32, r = c.lane / 2, half = c.lane % 2;
     int slots[fmt::MAX_FANIN];
 #pragma unroll
     for (int i = 0; i < fmt::MAX_FANIN; ++i) slots[i] = i < k ? __ldg(in.words + fmt::W_INPUT_SLOTS + i) : 0;
+    for (int ch = 0; ch < in.q_count; ++ch) {
+      const int row = ch * kChunkRows + r;
+      // every load of this chunk first (L2 latency once), then the merge
+      uint4 raw[fmt::MAX_FANIN][kBlocksPerWarp];
+      float lse[fmt::MAX_FANIN];
+      // O first, LSE after: the merge's first instructions wait on the LSEs, and the compiler keeps loads in
+      // source order, so every O load is in flight before anything waits
+      // addresses: one base per input (this thread's row and first block), then compile-time block steps
+#pragma unroll
+      for (int i = 0; i < fmt::MAX_FANIN; ++i) {
+        const uint4* base = reinterpret_cast<const uint4*>(g.scratch_o + in.scratch_o_index(slots[i], row, warp * kBlockCols + half * 8));
+#pragma unroll
+        for (int j = 0; j < kBlocksPerWarp; ++j)
+          raw[i][j] = i < k ? __ldcg(base + j * kConsumerWarps_ * fmt::MAX_ROWS * kBlockCols / 8) : make_uint4(0, 0, 0, 0);
+      }
+#pragma unroll
+      for (int i = 0; i < fmt::MAX_FANIN; ++i) lse[i] = i < k ? __ldcg(g.scratch_lse + in.slot_row(slots[i], row)) : -INFINITY;
+      asm volatile("" ::: "memory");  // keep every load above the merge: one L2 round trip per chunk
+      float mx = -INFINITY;
+#pragma unroll
+      for (int i = 0; i < fmt::MAX_FANIN; ++i) mx = fmaxf(mx, lse[i]);
+      // branch-free (a branch here let the compiler sink the other rows' loads below this row's merge):
+      // absent inputs and rows that see nothing have LSE -inf and weight 0
+      const float base = mx == -INFINITY ? 0.f : mx;
+      float w[fmt::MAX_FANIN], sum = 0.f;
+#pragma unroll
+      for (int i = 0; i < fmt::MAX_FANIN; ++i) {
+        w[i] = __expf(lse[i] - base);
+        sum += w[i];
+      }
+      const float inv = sum > 0.f ? 1.f / sum : 0.f;
+      const float out_lse = sum > 0.f ? base + __logf(sum) : -INFINITY;
+      // this thread's vector of block warp + 8j, weighted over the inputs
+      auto merged = [&](int j, float* acc) {
+#pragma unroll
+        for (int e = 0; e < 8; ++e) acc[e] = 0.f;
+#pragma unroll
+        for (int i = 0; i < fmt::MAX_FANIN; ++i) {
+          const __half2* h = reinterpret_cast<const __half2*>(&raw[i][j]);
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const float2 v = __half22float2(h[e]);
+            acc[2 * e] += w[i] * v.x;
+            acc[2 * e + 1] += w[i] * v.y;
+          }
+        }
+      };
+      // the destination once per chunk and compile-time steps per block (per-store address arithmetic and
+      // the output/scratch choice inside the loop spilled registers)
+      const int col = warp * kBlockCols + half * 8;
+      float acc[8];
+      uint4 packed;
+      uint32_t* pw = reinterpret_cast<uint32_t*>(&packed);
+      if (in.out_slot == fmt::NO_SLOT) {
+        uint4* dst = reinterpret_cast<uint4*>(g.out + in.out_row(g, row) * fmt::HEAD_DIM_V + col);
+#pragma unroll
+        for (int j = 0; j < kBlocksPerWarp; ++j) {
+          merged(j, acc);
+#pragma unroll
+          for (int e = 0; e < 4; ++e) pw[e] = ptx::pack_bf16(acc[2 * e] * inv, acc[2 * e + 1] * inv);
+          dst[j * kConsumerWarps_ * kBlockCols / 8] = packed;
+        }
+        if (col == 0) g.out_lse[in.out_row(g, row)] = out_lse;
+      } else {
+        uint4* dst = reinterpret_cast<uint4*>(g.scratch_o + in.scratch_o_index(in.out_slot, row, col));
+#pragma unroll
+        for (int j = 0; j < kBlocksPerWarp; ++j) {
+          merged(j, acc);
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const __half2 h2 = __floats2half2_rn(acc[2 * e] * inv, acc[2 * e + 1] * inv);
+            pw[e] = *reinterpret_cast<const uint32_t*>(&h2);
+          }
+          __stcg(dst + j * kConsumerWarps_ * fmt::MAX_ROWS * kBlockCols / 8, packed);
+        }
+        if (col == 0) __stcg(g.scratch_lse + in.slot_row(in.out_slot, row), out_lse);
+      }
+    }
+  }
+
+  template <bool T>
+  __device__ static bool consume(Ctx<T>& c, const Instr& in, int instr) {
+    Smem& s = c.s;
+    const bool by_count = counted(in);
     const int stage = c.ring.stage;
     if (!c.consumer_wait(&s.full[stage], c.ring.phase)) return false;
     // Every warp of this warpgroup has seen the stage's phase before its leader frees the stage. The stage
@@ -192,96 +296,24 @@ struct ReductionOp {
     // b64-rand256to1024-q4's static schedule, where an SM runs 3-5 reductions in a row: bench/NOTES.md).
     ptx::named_barrier(kWarpgroupBarrier0 + c.ctid / 128, 128);
     const unsigned long long t_full = c.leader ? c.rec.now() : 0;
-    // The leader records this merge's waits from the stage's wait_ts once its loads are issued, so it holds
-    // the stage until then (timing on only): its loads go out with everyone else's, not after the records.
-    if (c.ctid % 128 == 0 && !(T && c.leader)) ptx::mbar_arrive(&s.empty[stage]);  // the stage holds no data
+    // A listed merge frees the stage at once, a counted one after its stores (it combines through the
+    // stage's buffer); with timing on, the leader frees it after the release, once it has recorded the waits
+    // from the stage's wait_ts (recorded inside the merge, their state spilled registers; and a release
+    // waits for the leader's earlier event stores).
+    if (!by_count && c.ctid % 128 == 0 && !(T && c.leader)) ptx::mbar_arrive(&s.empty[stage]);
     c.ring.advance();
-    if (chunks == 0) merge_counted(c, in, instr, stage);
-    for (int ch = 0; ch < chunks; ++ch) {
-      // every load of this chunk first (L2 latency once), then the merge
-      uint4 raw[fmt::MAX_FANIN][kRowsPerThread];
-      float lse[fmt::MAX_FANIN][kRowsPerThread];
-      // O first, LSE after: the merge's first instructions wait on the LSEs, and the compiler keeps loads in
-      // source order, so every O load is in flight before anything waits
-#pragma unroll
-      for (int i = 0; i < fmt::MAX_FANIN; ++i) {
-#pragma unroll
-        for (int j = 0; j < kRowsPerThread; ++j) {
-          const long long row = in.slot_row(slots[i], ch * kChunkRows + row_base + j * kRowStep);
-          raw[i][j] = i < k ? __ldcg(reinterpret_cast<const uint4*>(g.scratch_o + row * fmt::HEAD_DIM_V) + c8)
-                            : make_uint4(0, 0, 0, 0);
-        }
-      }
-#pragma unroll
-      for (int i = 0; i < fmt::MAX_FANIN; ++i) {
-#pragma unroll
-        for (int j = 0; j < kRowsPerThread; ++j) {
-          const long long row = in.slot_row(slots[i], ch * kChunkRows + row_base + j * kRowStep);
-          lse[i][j] = i < k ? __ldcg(g.scratch_lse + row) : -INFINITY;
-        }
-      }
-      asm volatile("" ::: "memory");  // keep every load above the merge: one L2 round trip per chunk
-      if constexpr (T) {
-        // while the loads fly; not later: the semaphore release waits for the leader's event stores
-        if (c.leader && ch == 0) {
-          for (int i = 0; i < k; ++i) c.record_wait(instr, i, s.wait_ts[stage][i][0], s.wait_ts[stage][i][1]);
-          ptx::mbar_arrive(&s.empty[stage]);
-        }
-      }
-#pragma unroll
-      for (int j = 0; j < kRowsPerThread; ++j) {
-        float mx = -INFINITY;
-#pragma unroll
-        for (int i = 0; i < fmt::MAX_FANIN; ++i) mx = fmaxf(mx, lse[i][j]);
-        // branch-free (a branch here let the compiler sink the other rows' loads below this row's merge):
-        // absent inputs and rows that see nothing have LSE -inf and weight 0
-        const float base = mx == -INFINITY ? 0.f : mx;
-        float acc[8], sum = 0.f;
-#pragma unroll
-        for (int e = 0; e < 8; ++e) acc[e] = 0.f;
-#pragma unroll
-        for (int i = 0; i < fmt::MAX_FANIN; ++i) {
-          const float w = __expf(lse[i][j] - base);
-          const __half2* h = reinterpret_cast<const __half2*>(&raw[i][j]);
-#pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            const float2 v = __half22float2(h[e]);
-            acc[2 * e] += w * v.x;
-            acc[2 * e + 1] += w * v.y;
-          }
-          sum += w;
-        }
-        const int r = ch * kChunkRows + row_base + j * kRowStep;
-        const float inv = sum > 0.f ? 1.f / sum : 0.f;
-        const float out_lse = sum > 0.f ? base + __logf(sum) : -INFINITY;
-        uint4 packed;
-        uint32_t* w = reinterpret_cast<uint32_t*>(&packed);
-        if (in.out_slot == fmt::NO_SLOT) {
-#pragma unroll
-          for (int e = 0; e < 4; ++e) w[e] = ptx::pack_bf16(acc[2 * e] * inv, acc[2 * e + 1] * inv);
-          *reinterpret_cast<uint4*>(g.out + in.out_row(g, r) * fmt::HEAD_DIM_V + c8 * 8) = packed;
-          if (c8 == 0) g.out_lse[in.out_row(g, r)] = out_lse;
-        } else {
-#pragma unroll
-          for (int e = 0; e < 4; ++e) {
-            const __half2 h2 = __floats2half2_rn(acc[2 * e] * inv, acc[2 * e + 1] * inv);
-            w[e] = *reinterpret_cast<const uint32_t*>(&h2);
-          }
-          __stcg(reinterpret_cast<uint4*>(g.scratch_o + in.slot_row(in.out_slot, r) * fmt::HEAD_DIM_V + c8 * 8), packed);
-          if (c8 == 0) __stcg(g.scratch_lse + in.slot_row(in.out_slot, r), out_lse);
-        }
-      }
-    }
+    if (by_count) merge_counted(c, in, stage);
+    else merge_listed(c, in);
     const unsigned long long t_store = c.leader ? c.rec.now() : 0;
     c.consumer_sync();  // every thread's stores precede the leader's gpu-scope release (cf. grid sync)
-    if (c.leader && in.signal_sem != fmt::NO_SEM) semaphore_signal(g.sems + in.signal_sem, in.signal_count);
+    if (by_count && c.ctid % 128 == 0 && !(T && c.leader)) ptx::mbar_arrive(&s.empty[stage]);
+    if (c.leader && in.signal_sem != fmt::NO_SEM) semaphore_signal(c.g.sems + in.signal_sem, in.signal_count);
     if constexpr (T) {
       // recorded after the release, which would otherwise wait for these event stores too
       if (c.leader) {
-        if (chunks == 0) {  // counted: its one wait is recorded here, merged in the loop it spilled registers
-          c.record_wait(instr, 0, s.wait_ts[stage][0][0], s.wait_ts[stage][0][1]);
-          ptx::mbar_arrive(&s.empty[stage]);
-        }
+        const int waits = by_count ? 1 : in.num_inputs;  // a counted merge waits once, on its counter
+        for (int i = 0; i < waits; ++i) c.record_wait(instr, i, s.wait_ts[stage][i][0], s.wait_ts[stage][i][1]);
+        ptx::mbar_arrive(&s.empty[stage]);
         // the merge starts when the consumers see the stage, or when the last wait ends if that is later
         const unsigned long long t_compute = c.last_ctrl_end > t_full ? c.last_ctrl_end : t_full;
         c.rec.record(fmt::KIND_COMPUTE, fmt::ROLE_CONSUMER, instr, -1, t_compute, t_store);
