@@ -98,7 +98,7 @@ class MeasuredRun:
 
 def measure(w: Workload, scheduler: str, *, num_sms: int | None = None, repeat: int = 10, seed: int = 0,
             shuffle_pages: bool = True, cost=None, event_capacity: int = fmt.DEFAULT_EVENT_CAPACITY,
-            timing: bool = True, merges: str = "tree") -> MeasuredRun:
+            timing: bool = True, merges: str = "wide") -> MeasuredRun:
     from mlaprof.kernel import Megakernel, require_gpu
 
     require_gpu()  # before anything heavy: without a GPU the user hears so first

@@ -29,8 +29,8 @@ def test_named_workloads(name, scheduler):
 @needs_gpu
 @pytest.mark.parametrize("scheduler", ["static", "makespan"])
 @pytest.mark.parametrize("name", ["seed-representative", "b1-65536-q1"])
-def test_named_workloads_with_wide_merges(name, scheduler):
-    r = check(Case(NAMED[name], scheduler, _sms(), True, 0, "wide"), compare_timing=True)
+def test_named_workloads_with_reduction_trees(name, scheduler):
+    r = check(Case(NAMED[name], scheduler, _sms(), True, 0, "tree"), compare_timing=True)
     assert r.ok, r
 
 

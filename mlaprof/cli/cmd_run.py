@@ -35,8 +35,9 @@ def register(sub) -> None:
                        description=__doc__, epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_workload_args(p)
     p.add_argument("--scheduler", "-s", default="makespan", choices=["static", "makespan"])
-    p.add_argument("--merges", default="tree", choices=["tree", "wide"],
-                   help="reduction trees as planned, or flattened into one level of column-block merges")
+    p.add_argument("--merges", default="wide", choices=["wide", "tree"],
+                   help="wide (default): deep reduction trees flattened into one level of column-block merges; "
+                        "tree: the scheduler's own trees")
     p.add_argument("--sms", type=int, default=None, help="SMs to schedule for (default: all of the GPU's)")
     p.add_argument("--repeat", type=int, default=10, help="timed launches; the median one becomes the trace")
     p.add_argument("--no-timing", action="store_true", help="timing compiled out: report kernel time only")
@@ -60,7 +61,7 @@ def run(args) -> int:
                      shuffle_pages=not args.in_order_pages, timing=not args.no_timing,
                      event_capacity=args.event_capacity or fmt.DEFAULT_EVENT_CAPACITY, merges=args.merges)
     times = result.kernel_times_us
-    merges = "" if args.merges == "tree" else f", {args.merges} merges"
+    merges = f", {args.merges} merges"
     print(f"workload {w.name}: {w.batch} sequences, {w.total_kv} KV tokens, s_q {w.s_q}; scheduler {args.scheduler}{merges}")
     print(f"relative error vs float32 reference: {result.rel_err:.2e}")
     print(f"kernel time (CUDA events, {len(times)} launches): median {statistics.median(times):.1f} us, "

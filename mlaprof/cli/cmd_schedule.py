@@ -24,6 +24,9 @@ def register(sub) -> None:
     add_workload_args(p)
     p.add_argument("--scheduler", "-s", choices=["static", "makespan"], help="one scheduler (default: both)")
     p.add_argument("--sms", type=int, default=132, help="SMs to schedule for (default 132, an H100 SXM)")
+    p.add_argument("--merges", default="wide", choices=["wide", "tree"],
+                   help="wide (default): deep reduction trees flattened into one level of column-block merges; "
+                        "tree: the scheduler's own trees")
     p.add_argument("--sm-rates", action="store_true",
                    help="makespan only: also place queues by the cost model's per-SM rates "
                         "(simulation-only gains; see README)")
@@ -37,7 +40,8 @@ def describe(t, s_q: int) -> str:
     if t.op.name == "PARTIAL":
         return f"P s{t.seq}[{t.kv_start}:{t.kv_end}]{'*' if t.final else ''}"
     token = f"q{t.q_start}" if t.q_count < s_q else ""  # a per-query-token reduction
-    return f"R s{t.seq}{token}({len(t.inputs)}){'*' if t.final else ''}"
+    cols = f"c{t.col_start}+{t.col_count}" if t.counted else ""  # a column-block merge
+    return f"R s{t.seq}{token}{cols}({len(t.inputs)}){'*' if t.final else ''}"
 
 
 def summary(schedule, encoded, simulated_us: float) -> dict:
@@ -71,7 +75,7 @@ def run(args) -> int:
     names = [args.scheduler] if args.scheduler else list(SCHEDULERS)
     results = {}
     for name in names:
-        s = make_schedule(w, args.sms, name, cost, sm_rates=args.sm_rates)
+        s = make_schedule(w, args.sms, name, cost, sm_rates=args.sm_rates, merges=args.merges)
         enc = encode(s)
         results[name] = (s, enc, simulate(enc, cost).makespan_ns / 1e3)
 
@@ -90,7 +94,7 @@ def run(args) -> int:
         s = results[name][0]
         if args.per_sm:
             print(f"\n{name}: instructions per SM (P = partial seq[kv range], R = reduction seq(fan-in), "
-                  f"qN = of query token N only, * = final)")
+                  f"qN = of query token N only, cA+B = B columns from A, * = final)")
             for sm, q in enumerate(s.queues):
                 print(f"  SM {sm:3d}: " + ", ".join(describe(s.tasks[t], w.s_q) for t in q))
         if s.params:

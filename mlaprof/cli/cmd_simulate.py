@@ -24,6 +24,9 @@ def register(sub) -> None:
     add_workload_args(p)
     p.add_argument("--scheduler", "-s", default="makespan", choices=["static", "makespan"])
     p.add_argument("--sms", type=int, default=132, help="SMs to schedule for (default 132)")
+    p.add_argument("--merges", default="wide", choices=["wide", "tree"],
+                   help="wide (default): deep reduction trees flattened into one level of column-block merges; "
+                        "tree: the scheduler's own trees")
     p.add_argument("--sm-rates", action="store_true",
                    help="makespan only: also place queues by the cost model's per-SM rates "
                         "(simulation-only gains; see README)")
@@ -53,7 +56,7 @@ def run(args) -> int:
         what = f"{args.instructions} ({enc.schedule.scheduler if enc.schedule else 'bare tensor'})"
     else:
         w = workload_from_args(args)
-        enc = encode(make_schedule(w, args.sms, args.scheduler, cost, sm_rates=args.sm_rates))
+        enc = encode(make_schedule(w, args.sms, args.scheduler, cost, sm_rates=args.sm_rates, merges=args.merges))
         what = f"{w.name} / {args.scheduler} on {args.sms} SMs"
     t0 = time.perf_counter()
     trace = simulate(enc, cost, stages=args.stages, jitter=args.jitter, seed=args.seed)

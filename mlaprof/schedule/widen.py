@@ -21,9 +21,6 @@ from mlaprof.costmodel import CostModel, resolve
 from mlaprof.errors import UserError
 from mlaprof.schedule.tasks import Schedule, Task
 
-# The column block: the narrowest (most merges, least to read each) such that every merge can have an SM of
-# its own when the trees' last inputs arrive; a second merge queued behind the first on one SM doubles the
-# tail (seed-representative: 256 merges of 16 columns on 132 SMs measured slower than 128 of 32).
 DEFAULT_MIN_DEPTH = 2
 
 
@@ -48,14 +45,6 @@ def _tree(tasks: list[Task], root: int) -> tuple[list[int], list[int], int]:
     return reds, sorted(leaves, key=lambda i: (tasks[i].kv_start, i)), depth
 
 
-def auto_col_block(tokens: int, num_sms: int) -> int:
-    """The narrowest column block whose merges (``tokens`` query tokens x blocks) fit on ``num_sms`` SMs."""
-    for cb in fmt.COUNTED_COL_BLOCKS:
-        if tokens * (fmt.HEAD_DIM_V // cb) <= num_sms:
-            return cb
-    return fmt.COUNTED_COL_BLOCKS[-1]
-
-
 def merge_estimate_us(cost: CostModel, inputs: int, col_block: int) -> float:
     """A counted merge from its last input's release to its end, on the cost model (the simulator's terms)."""
     rows = fmt.NUM_HEADS_Q
@@ -66,15 +55,15 @@ def merge_estimate_us(cost: CostModel, inputs: int, col_block: int) -> float:
 
 def widen_merges(schedule: Schedule, cost: CostModel | None = None, col_block: int | None = None,
                  min_depth: int = DEFAULT_MIN_DEPTH) -> Schedule:
-    """``col_block`` None: ``auto_col_block`` over every flattened tree's query tokens. ``cost`` (None: the
-    packaged model) times the merges, for placement and the schedule's predicted makespan."""
+    """``col_block`` None: each block width is tried and the one the model predicts ends soonest kept (narrow
+    blocks: more merges, each reading less; wide: fewer SMs needed). ``cost`` (None: the packaged model) times
+    the merges, for placement and the schedule's predicted makespan."""
     cost = resolve(cost)
     if col_block is not None and col_block not in fmt.COUNTED_COL_BLOCKS:
         raise WidenError(f"column block {col_block}: must be one of {', '.join(map(str, fmt.COUNTED_COL_BLOCKS))}")
     if min_depth < 1:
         raise WidenError(f"min_depth must be at least 1, got {min_depth}")
     tasks = schedule.tasks
-    removed: set[int] = set()
     new_groups: list[tuple[Task, list[int]]] = []  # (the tree's root, its leaves)
     for root in tasks:
         if not (root.final and root.op == fmt.Opcode.REDUCTION) or root.counted:
@@ -87,26 +76,31 @@ def widen_merges(schedule: Schedule, cost: CostModel | None = None, col_block: i
         if len(leaves) > fmt.MAX_COUNTED_INPUTS:
             raise WidenError(f"reduction {root.id} merges {len(leaves)} partials, more than a counted merge "
                              f"reads ({fmt.MAX_COUNTED_INPUTS})")
-        removed.update(reds)
         new_groups.append((root, leaves))
     if not new_groups:
         return schedule
-    # only where the model says one level ends sooner than the tree (a short tree on few SMs may not); the
-    # column block follows the trees kept, so choose both until they agree
-    block = col_block
-    for _ in range(len(new_groups)):
-        if col_block is None:
-            block = auto_col_block(sum(root.q_count for root, _ in new_groups), schedule.num_sms)
+    blocks = [col_block] if col_block is not None else list(fmt.COUNTED_COL_BLOCKS)
+    best = None
+    for block in blocks:
+        # only where the model says one level ends sooner than the tree (a short tree on few SMs may not)
         faster = [(root, leaves) for root, leaves in new_groups
                   if max(tasks[i].est_end_us for i in leaves) + merge_estimate_us(cost, len(leaves), block)
                   < root.est_end_us]
-        if len(faster) == len(new_groups):
-            break
-        new_groups = faster
-    removed = {r for root, _ in new_groups for r in _tree(tasks, root.id)[0]}
-    if not new_groups:
-        return schedule
-    col_block = block
+        if faster:
+            s = _flatten(schedule, cost, faster, block, min_depth)
+            if best is None or s.predicted_makespan_us < best.predicted_makespan_us:
+                best = s
+    # and only if the whole schedule is predicted to end sooner for it
+    return best if best is not None and best.predicted_makespan_us < schedule.predicted_makespan_us else schedule
+
+
+def _flatten(schedule: Schedule, cost: CostModel, groups: list[tuple[Task, list[int]]], col_block: int,
+             min_depth: int) -> Schedule:
+    """The schedule with these trees replaced by counted merges of ``col_block`` columns, each placed on the
+    SM the estimates free first (appended to its queue: after every partial there, so nothing deadlocks)."""
+    tasks = schedule.tasks
+    removed = {r for root, _ in groups for r in _tree(tasks, root.id)[0]}
+    new_groups = groups
 
     # Trees of one sequence's per-token merges read the same partials: those become one group of readers.
     keep = [t for t in tasks if t.id not in removed]
