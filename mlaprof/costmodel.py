@@ -60,12 +60,12 @@ class CostModel:
     reduce_base_ns: float = 300.0
     reduce_row_ns: float = 0.0
     reduce_byte_ns: float = 1.0 / 110.0
-    # consumer, a counted merge (one column block of one query token over n inputs, schedule/widen.py): one
-    # L2 round trip and the combine across warps (estimate), plus a cost per 128-byte line it reads (the SM's
-    # load path handles lines: before scratch was stored in column blocks, a 16-column merge read 32 B of a
-    # line per input row and took 4.4 us for 128 inputs).  Estimates until calibrated.
-    counted_base_ns: float = 1000.0
-    counted_line_ns: float = 1.0
+    # consumer, a counted merge (one column block of one query token over n inputs, schedule/widen.py): the
+    # combine across warps and the stores, an L2 round trip per round of loads (``counted_rounds``: a thread
+    # holds COUNTED_BATCH inputs at a time), and a cost per 128-byte line read.  Estimates until calibrated.
+    counted_base_ns: float = 500.0
+    counted_round_ns: float = 1000.0
+    counted_line_ns: float = 0.3
     # consumer, a partial's result write (fp32 scratch + lse, or bf16 output) at the same L2 rate, plus the
     # semaphore release.
     store_base_ns: float = 200.0
@@ -106,7 +106,8 @@ class CostModel:
 
     def counted_ns(self, fanin, rows, cols):
         """A counted merge's COMPUTE span."""
-        return self.counted_base_ns + self.counted_line_ns * counted_lines(fanin, rows, cols)
+        return (self.counted_base_ns + self.counted_round_ns * counted_rounds(fanin, cols)
+                + self.counted_line_ns * counted_lines(fanin, rows, cols))
 
     def store_ns(self, rows, final, reduction=False):
         """A STORE span of a partial, or (``reduction``) of a reduction."""
@@ -237,6 +238,13 @@ LINE_BYTES = 128  # an L2 line
 SCRATCH_ELEM_BYTES = 2  # fp16 partial outputs
 
 
+def counted_rounds(fanin, cols):
+    """L2 round trips of a counted merge: its warps split the inputs CONSUMER_WARPS / (cols / 16) ways, and a
+    thread loads COUNTED_BATCH of its share per round."""
+    ways = fmt.CONSUMER_WARPS // (np.asarray(cols) // fmt.SCRATCH_BLOCK_COLS)
+    return np.ceil(np.asarray(fanin) / (ways * fmt.COUNTED_BATCH))
+
+
 def counted_lines(fanin, rows, cols):
     """Lines a counted merge reads: scratch is stored in column blocks (fmt.SCRATCH_BLOCK_COLS), so an input's
     rows x cols of one query token are contiguous: whole lines."""
@@ -285,7 +293,7 @@ FITTED = {
     "load": ("load_base_ns", ("load_byte_ns",)),
     "compute": ("compute_base_ns", ("compute_flop_ns", "compute_short_ns")),
     "reduce": ("reduce_base_ns", ("reduce_row_ns", "reduce_byte_ns")),
-    "reduce_counted": ("counted_base_ns", ("counted_line_ns",)),
+    "reduce_counted": ("counted_base_ns", ("counted_round_ns", "counted_line_ns")),
     "store": ("store_base_ns", ("store_byte_ns",)),
     "reduce_store": ("reduce_store_ns", ("reduce_fence_ns",)),
     "setup": ("setup_ns", ()),
@@ -388,7 +396,9 @@ def span_samples(trace, row_granule: int = 64) -> dict[str, tuple[np.ndarray, np
     m = np.flatnonzero((kind == fmt.Kind.COMPUTE) & reduction)
     mc = np.asarray([i for i in m if int(task[i]) in counted], dtype=np.int64)
     fan_cols = np.asarray([counted[int(task[i])] for i in mc], dtype=float).reshape(-1, 2)
-    out["reduce_counted"] = (counted_lines(fan_cols[:, 0], rows[mc], fan_cols[:, 1])[:, None] * 1.0, dur[mc])
+    out["reduce_counted"] = (np.stack([counted_rounds(fan_cols[:, 0], fan_cols[:, 1]),
+                                       counted_lines(fan_cols[:, 0], rows[mc], fan_cols[:, 1])], axis=1) * 1.0,
+                             dur[mc])
     # a listed reduction's fan-in: its WAIT spans, one per input
     m = np.asarray([i for i in m if int(task[i]) not in counted], dtype=np.int64)
     waits = (kind == fmt.Kind.WAIT) & reduction

@@ -89,6 +89,8 @@ SIGNAL_ADD = -1  # SIGNAL_COUNT of a task read by counted reductions: add 1 to t
 # one column block of one query token (16 rows x 32 B) is 512 contiguous bytes, so a merge of a column block
 # reads whole 128-byte lines (row-major, each input row's block was a 32-byte piece of its own line).
 SCRATCH_BLOCK_COLS = 16
+COUNTED_BATCH = 16  # inputs a thread of a counted merge loads per L2 round trip (its registers hold no more)
+CONSUMER_WARPS = 8  # the kernel's consumer warps: a counted merge of C columns splits its inputs 8 / (C / 16) ways
 NO_SLOT = -1
 NO_SEM = -1
 
@@ -133,7 +135,8 @@ def render_header() -> str:
     ]
     for name in (
         "HEAD_DIM_QK", "HEAD_DIM_V", "NUM_HEADS_Q", "PAGE_SIZE", "MAX_S_Q", "MAX_ROWS", "KV_TILE_TOKENS", "KV_STAGES",
-        "MAX_FANIN", "MAX_COUNTED_INPUTS", "SIGNAL_ADD", "SCRATCH_BLOCK_COLS",
+        "MAX_FANIN", "MAX_COUNTED_INPUTS", "SIGNAL_ADD", "SCRATCH_BLOCK_COLS", "COUNTED_BATCH",
+        "CONSUMER_WARPS",
         "WORDS_PER_INSTRUCTION", "NO_SLOT", "NO_SEM", "EVENT_WORDS", "HEADER_KIND_BITS",
         "HEADER_ROLE_SHIFT", "HEADER_INSTR_SHIFT", "DEFAULT_EVENT_CAPACITY",
     ):

@@ -24,7 +24,7 @@ TRUE = CostModel(setup_ns=420, reduce_setup_ns=230, load_base_ns=100, load_byte_
                  compute_flop_ns=2.2e-4, compute_short_ns=310, reduce_base_ns=380, reduce_row_ns=45,
                  reduce_byte_ns=0.0075, store_base_ns=260, store_byte_ns=0.011, reduce_store_ns=240,
                  reduce_fence_ns=520, first_load_ns=2100, sm_spread=0.2, sem_latency_ns=1300,
-                 counted_base_ns=900, counted_line_ns=1.7)
+                 counted_base_ns=900, counted_round_ns=1400, counted_line_ns=1.7)
 
 
 def test_partial_time_is_the_pipelined_tile_loop():
@@ -80,7 +80,8 @@ def noisy_traces():
                 else static_schedule(w, 132, TRUE, per_token=False)
             traces.append(simulate(encode(s), TRUE, jitter=0.03, seed=len(traces)))
     # deep trees flattened into counted merges of several widths and fan-ins
-    for lens, s_q, col_block in (((60000, 20000), 1, 16), ((100000,), 2, 64), ((45000, 9000), 4, 32)):
+    for lens, s_q, col_block in (((60000, 20000), 1, 16), ((100000,), 2, 64), ((45000, 9000), 4, 32),
+                                 ((130000, 30000), 1, 128)):
         s = widen_merges(static_schedule(Workload("deep", lens, s_q), 132, TRUE), TRUE, col_block=col_block)
         traces.append(simulate(encode(s), TRUE, jitter=0.03, seed=len(traces)))
     return traces

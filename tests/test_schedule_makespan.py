@@ -17,8 +17,9 @@ from mlaprof.trace.io import read_trace
 from mlaprof.workloads import NAMED
 
 
-def simulated_us(w, scheduler, num_sms=132, cost=None, sm_rates=False):
-    return simulate(encode(make_schedule(w, num_sms, scheduler, cost, sm_rates=sm_rates)), cost).makespan_ns / 1e3
+def simulated_us(w, scheduler, num_sms=132, cost=None, sm_rates=False, merges="wide"):
+    s = make_schedule(w, num_sms, scheduler, cost, sm_rates=sm_rates, merges=merges)
+    return simulate(encode(s), cost).makespan_ns / 1e3
 
 
 @pytest.mark.parametrize("name", list(NAMED))
@@ -31,9 +32,11 @@ def test_makespan_never_loses_to_static(name):
 def test_makespan_beats_static(name):
     """On the packaged (calibrated) model, whatever its constants, the makespan scheduler's schedule ends
     strictly sooner than the static one in the per-tile simulator where the workload's sequences differ in
-    length.  (The gains of bench/results/schedule_cpu.md are not asserted: a refit moves them.)"""
+    length.  (The gains of bench/results/schedule_cpu.md are not asserted: a refit moves them.)  The
+    planners' own trees: flattened (schedule/widen.py), static's plan may end sooner, and makespan keeps it
+    (test_makespan_never_loses_to_static)."""
     w = NAMED[name]
-    assert simulated_us(w, "makespan") < simulated_us(w, "static")
+    assert simulated_us(w, "makespan", merges="tree") < simulated_us(w, "static", merges="tree")
 
 
 @pytest.mark.parametrize("name", ["b64-512-q2", "b132-4096-q4"])

@@ -36,13 +36,18 @@ def test_deep_trees_become_one_level_of_column_blocks(name, scheduler):
     wide = make_schedule(w, 132, scheduler, merges="wide")
     check_schedule(wide, w, 132)
     assert max(depth(tree.tasks, t.id) for t in tree.tasks if t.final) >= 2
-    assert all(depth(wide.tasks, t.id) <= 1 for t in wide.tasks if t.final)
+    # the longest sequence's trees at least (trees the model does not expect to end sooner stay)
+    longest = max(range(w.batch), key=lambda i: w.lens[i])
+    assert all(depth(wide.tasks, t.id) <= 1 for t in wide.tasks if t.final and t.seq == longest)
     counted = [t for t in wide.tasks if t.counted]
     block = wide.params["col_block"]
     assert counted and {t.col_count for t in counted} == {block}
     # the block width the model predicts ends soonest, and sooner than the trees
     others = [widen_merges(tree, col_block=b) for b in fmt.COUNTED_COL_BLOCKS]
-    assert wide.predicted_makespan_us == min(o.predicted_makespan_us for o in others) < tree.predicted_makespan_us
+    best = min(o.predicted_makespan_us for o in others)
+    # (makespan may keep static's flattened plan instead, when that is predicted to end sooner still)
+    assert (wide.predicted_makespan_us == best if wide.params.get("shape") != "static" else
+            wide.predicted_makespan_us <= best) and best < tree.predicted_makespan_us
     # one merge per (sequence, query token, block), each reading every partial of its sequence, in KV order
     for t in counted:
         parts = sorted((x for x in wide.tasks if x.op == P and x.seq == t.seq), key=lambda x: x.kv_start)
@@ -54,7 +59,7 @@ def test_deep_trees_become_one_level_of_column_blocks(name, scheduler):
     # the simulator runs it (no deadlock; counters complete) and the prediction is what it plans
     sim_us = simulate(encode(wide)).makespan_ns / 1e3
     assert sim_us < simulate(encode(tree)).makespan_ns / 1e3
-    assert sim_us == pytest.approx(wide.predicted_makespan_us, rel=0.05)
+    assert sim_us == pytest.approx(wide.predicted_makespan_us, abs=2e-3)  # widen times merges as the simulator does
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -46,11 +46,16 @@ def _tree(tasks: list[Task], root: int) -> tuple[list[int], list[int], int]:
 
 
 def merge_estimate_us(cost: CostModel, inputs: int, col_block: int) -> float:
-    """A counted merge from its last input's release to its end, on the cost model (the simulator's terms)."""
+    """A counted merge from its last input's release to its end on an idle SM (the simulator's terms)."""
+    return merge_end_us(cost, inputs, col_block, free_us=0.0, ready_us=0.0)
+
+
+def merge_end_us(cost: CostModel, inputs: int, col_block: int, free_us: float, ready_us: float) -> float:
+    """When a counted merge ends, queued on an SM free at ``free_us`` with its last input released at
+    ``ready_us``, as the simulator runs it: set-up, the wait (release plus latency), merge, store."""
     rows = fmt.NUM_HEADS_Q
-    ns = (cost.sem_latency_ns + cost.reduce_setup_ns + float(cost.counted_ns(inputs, rows, col_block))
-          + float(cost.store_ns(rows, True, True)))
-    return ns / 1e3
+    waited = max(free_us * 1e3 + cost.reduce_setup_ns, ready_us * 1e3 + cost.sem_latency_ns)
+    return (waited + float(cost.counted_ns(inputs, rows, col_block)) + float(cost.store_ns(rows, True, True))) / 1e3
 
 
 def widen_merges(schedule: Schedule, cost: CostModel | None = None, col_block: int | None = None,
@@ -112,15 +117,13 @@ def _flatten(schedule: Schedule, cost: CostModel, groups: list[tuple[Task, list[
     for root, leaves in sorted(new_groups, key=lambda g: max(tasks[i].est_end_us for i in g[1])):
         inputs = tuple(renum[i] for i in leaves)
         ready = max(out[i].est_end_us for i in inputs)
-        merge_us = merge_estimate_us(cost, len(inputs), col_block)
         for token in range(root.q_start, root.q_start + root.q_count):
             for col in range(0, fmt.HEAD_DIM_V, col_block):
                 t_free, sm = heapq.heappop(free)
-                start = max(t_free, ready)
                 task = Task(id=len(out), op=fmt.Opcode.REDUCTION, seq=root.seq, q_start=token, q_count=1,
                             kv_start=root.kv_start, kv_end=root.kv_end, inputs=inputs, final=True, sm=sm,
-                            est_start_us=start, est_end_us=start + merge_us, col_start=col,
-                            col_count=col_block)
+                            est_start_us=t_free, est_end_us=merge_end_us(cost, len(inputs), col_block, t_free, ready),
+                            col_start=col, col_count=col_block)
                 out.append(task)
                 queues[sm].append(task.id)
                 heapq.heappush(free, (task.est_end_us, sm))

@@ -33,7 +33,8 @@ MODEL_FLOATS = ("setup_ns", "reduce_setup_ns", "load_base_ns", "load_byte_ns", "
 MODEL_INTS = ("row_granule", "tile_tokens", "tile_bytes", "flops_per_row_token", "scratch_row_bytes",
               "output_row_bytes", "heads_q", "stages", "max_fanin")
 # fields the schedulers never read: sm_spread (the simulator's), the counted-merge terms (widen.py, the simulator)
-KNOWN_FIELDS = set(MODEL_FLOATS) | {"row_granule", "sm_spread", "counted_base_ns", "counted_line_ns"}
+KNOWN_FIELDS = set(MODEL_FLOATS) | {"row_granule", "sm_spread", "counted_base_ns", "counted_round_ns",
+                                                   "counted_line_ns"}
 
 
 class Model(ctypes.Structure):
