@@ -66,6 +66,8 @@ def validate(schedule: Schedule) -> list[int]:
                 raise EncodeError(f"task {tid} is queued twice (SM {where[tid]} and SM {sm})")
             where[tid] = sm
     readers: list[list[int]] = [[] for _ in range(n)]
+    reader_kind: list = [_UNREAD] * n  # per input: its readers' counted inputs, or None for listed readers
+    checked: set = set()  # (inputs, seq, q range) already checked: the merges of one group share them
     for t in tasks:
         if t.id not in where:
             raise EncodeError(f"task {t.id} is on no SM's queue")
@@ -81,10 +83,25 @@ def validate(schedule: Schedule) -> list[int]:
             continue
         if t.op != fmt.Opcode.REDUCTION:
             raise EncodeError(f"task {t.id}: unknown opcode {t.op!r}")
-        if t.counted:
+        counted = t.counted
+        if counted:
             _check_counted(t)
         elif not 1 <= len(t.inputs) <= fmt.MAX_FANIN:
             raise EncodeError(f"task {t.id}: reduction fan-in {len(t.inputs)} outside 1..{fmt.MAX_FANIN}")
+        kind = t.inputs if counted else None
+        for i in t.inputs:
+            if 0 <= i < n:
+                readers[i].append(t.id)
+                if reader_kind[i] is _UNREAD:
+                    reader_kind[i] = kind
+                elif reader_kind[i] != kind:
+                    raise EncodeError(f"task {i} is read by reductions {readers[i]} that do not all count the "
+                                      "same inputs: a result read by a counted reduction signals one counter, so "
+                                      "every reader must be a counted reduction over the same inputs")
+        key = (t.inputs, t.seq, t.q_start, t.q_count)
+        if key in checked:
+            continue
+        checked.add(key)
         if len(set(t.inputs)) != len(t.inputs):
             raise EncodeError(f"task {t.id}: an input is listed twice in {list(t.inputs)}")
         for i in t.inputs:
@@ -99,16 +116,9 @@ def validate(schedule: Schedule) -> list[int]:
                     f"{src.q_start + src.q_count}), the reduction sequence {t.seq} tokens "
                     f"[{t.q_start}, {t.q_start + t.q_count}): an input must cover the reduction's q range"
                 )
-
-            readers[i].append(t.id)
     for t in tasks:
         if not t.final and not readers[t.id]:
             raise EncodeError(f"task {t.id} writes scratch that no reduction reads (mark it final or merge it)")
-        kinds = {(tasks[r].inputs if tasks[r].counted else None) for r in readers[t.id]}
-        if len(kinds) > 1:
-            raise EncodeError(f"task {t.id} is read by reductions {readers[t.id]} that do not all count the same "
-                              "inputs: a result read by a counted reduction signals one counter, so every reader "
-                              "must be a counted reduction over the same inputs")
     # Kahn's algorithm, earliest planned start first, so slots are handed out in roughly execution order
     indeg = [len(t.inputs) for t in tasks]
     heap = [(t.est_start_us, t.id) for t in tasks if not t.inputs]
@@ -125,6 +135,9 @@ def validate(schedule: Schedule) -> list[int]:
         stuck = [t.id for t in tasks if indeg[t.id] > 0][:8]
         raise EncodeError(f"the task graph has a cycle (tasks {stuck} never become ready)")
     return order
+
+
+_UNREAD = object()
 
 
 def _check_counted(t: Task) -> None:
@@ -155,10 +168,11 @@ def allocate_slots(schedule: Schedule, order: list[int]) -> tuple[list[int], int
     each counted group get fresh contiguous slots first, in input order (a counted reduction names only the
     first); a fresh slot is never a reuse, so the rule holds for them trivially."""
     tasks = schedule.tasks
-    readers: dict[int, frozenset] = {}
+    reading: dict[int, set] = {}
     for t in tasks:
         for i in t.inputs:
-            readers[i] = readers.get(i, frozenset()) | {t.id}
+            reading.setdefault(i, set()).add(t.id)
+    readers = {i: frozenset(r) for i, r in reading.items()}
     slot = [fmt.NO_SLOT] * len(tasks)
     occupant: list[int] = []  # slot -> task whose result it holds now
     for inputs in counted_groups(tasks):

@@ -28,34 +28,41 @@ class WidenError(UserError):
     pass
 
 
+_REDUCTION = fmt.Opcode.REDUCTION
+
+
 def _tree(tasks: list[Task], root: int) -> tuple[list[int], list[int], int]:
-    """(reductions, leaves, depth) of the tree under ``root``: leaves are the partials it merges."""
+    """(reductions, leaves, depth) of the tree under ``root``: leaves are the partials it merges (or counted
+    merges), depth the levels of listed reductions."""
     reds, leaves = [], []
-    depth = 0
-    stack = [(root, 1)]
-    while stack:
-        tid, d = stack.pop()
-        t = tasks[tid]
-        if t.op == fmt.Opcode.REDUCTION and not t.counted:
-            reds.append(tid)
-            depth = max(depth, d)
-            stack.extend((i, d + 1) for i in t.inputs)
-        else:
-            leaves.append(tid)
-    return reds, sorted(leaves, key=lambda i: (tasks[i].kv_start, i)), depth
+    level, depth = [root], 0
+    while level:  # breadth first, one level at a time
+        below = []
+        for tid in level:
+            t = tasks[tid]
+            if t.op == _REDUCTION and t.col_count == fmt.HEAD_DIM_V and len(t.inputs) <= fmt.MAX_FANIN:
+                reds.append(tid)
+                below += t.inputs
+            else:
+                leaves.append(tid)
+        depth += bool(below)
+        level = below
+    leaves.sort(key=lambda i: (tasks[i].kv_start, i))
+    return reds, leaves, depth
 
 
 def merge_estimate_us(cost: CostModel, inputs: int, col_block: int) -> float:
     """A counted merge from its last input's release to its end on an idle SM (the simulator's terms)."""
-    return merge_end_us(cost, inputs, col_block, free_us=0.0, ready_us=0.0)
+    setup, latency, body = _merge_terms(cost, inputs, col_block)
+    return (max(setup, latency) + body) / 1e3
 
 
-def merge_end_us(cost: CostModel, inputs: int, col_block: int, free_us: float, ready_us: float) -> float:
-    """When a counted merge ends, queued on an SM free at ``free_us`` with its last input released at
-    ``ready_us``, as the simulator runs it: set-up, the wait (release plus latency), merge, store."""
+def _merge_terms(cost: CostModel, inputs: int, col_block: int) -> tuple[float, float, float]:
+    """(set-up, semaphore latency, merge + store) of a counted merge, ns: on an SM free at f with its last
+    input released at r it ends at max(f + set-up, r + latency) + merge + store, as the simulator runs it."""
     rows = fmt.NUM_HEADS_Q
-    waited = max(free_us * 1e3 + cost.reduce_setup_ns, ready_us * 1e3 + cost.sem_latency_ns)
-    return (waited + float(cost.counted_ns(inputs, rows, col_block)) + float(cost.store_ns(rows, True, True))) / 1e3
+    body = float(cost.counted_ns(inputs, rows, col_block)) + float(cost.store_ns(rows, True, True))
+    return float(cost.reduce_setup_ns), float(cost.sem_latency_ns), body
 
 
 def widen_merges(schedule: Schedule, cost: CostModel | None = None, col_block: int | None = None,
@@ -69,66 +76,119 @@ def widen_merges(schedule: Schedule, cost: CostModel | None = None, col_block: i
     if min_depth < 1:
         raise WidenError(f"min_depth must be at least 1, got {min_depth}")
     tasks = schedule.tasks
-    new_groups: list[tuple[Task, list[int]]] = []  # (the tree's root, its leaves)
+    # Trees by the partials they merge: the per-token trees of one sequence share them, and a partial can
+    # signal one counter or its tree's semaphores, not both, so trees sharing partials go together or stay.
+    groups: dict[tuple[int, ...], list[tuple[Task, list[int]]]] = {}
+    readers: dict[int, set[int]] = {}
+    for t in tasks:
+        for i in t.inputs:
+            readers.setdefault(i, set()).add(t.id)
     for root in tasks:
         if not (root.final and root.op == fmt.Opcode.REDUCTION) or root.counted:
             continue
         reds, leaves, depth = _tree(tasks, root.id)
-        if depth < min_depth:
+        if depth < min_depth or any(tasks[i].op != fmt.Opcode.PARTIAL for i in leaves):
+            groups[tuple(leaves)] = groups.get(tuple(leaves), []) + [(root, None)]  # a tree that stays
             continue
-        if any(tasks[i].op != fmt.Opcode.PARTIAL for i in leaves):
-            continue  # a tree over other counted merges: leave it alone
         if len(leaves) > fmt.MAX_COUNTED_INPUTS:
             raise WidenError(f"reduction {root.id} merges {len(leaves)} partials, more than a counted merge "
                              f"reads ({fmt.MAX_COUNTED_INPUTS})")
-        new_groups.append((root, leaves))
-    if not new_groups:
+        groups.setdefault(tuple(leaves), []).append((root, reds))
+    candidates = []
+    for leaves, trees in groups.items():
+        if any(reds is None for _, reds in trees):
+            continue
+        removed = {r for _, reds in trees for r in reds}
+        if all(readers[i] <= removed for i in leaves):  # no other reduction reads these partials
+            ready = max(tasks[i].est_end_us for i in leaves)
+            candidates.append((leaves, [root for root, _ in trees], removed, ready))
+    if not candidates:
         return schedule
-    blocks = [col_block] if col_block is not None else list(fmt.COUNTED_COL_BLOCKS)
-    best = None
-    for block in blocks:
-        # only where the model says one level ends sooner than the tree (a short tree on few SMs may not)
-        faster = [(root, leaves) for root, leaves in new_groups
-                  if max(tasks[i].est_end_us for i in leaves) + merge_estimate_us(cost, len(leaves), block)
-                  < root.est_end_us]
+    best, memo = None, {}
+    for block in [col_block] if col_block is not None else fmt.COUNTED_COL_BLOCKS:
+        # only where the model says one level ends sooner than the trees (a short tree on few SMs may not)
+        faster = [c for c in candidates
+                  if c[3] + merge_estimate_us(cost, len(c[0]), block) < max(root.est_end_us for root in c[1])]
         if faster:
-            s = _flatten(schedule, cost, faster, block, min_depth)
-            if best is None or s.predicted_makespan_us < best.predicted_makespan_us:
-                best = s
+            placement = _placement(schedule, cost, faster, block, memo)
+            if best is None or placement[0] < best[0][0]:
+                best = (placement, block, faster)
     # and only if the whole schedule is predicted to end sooner for it
-    return best if best is not None and best.predicted_makespan_us < schedule.predicted_makespan_us else schedule
+    if best is None or best[0][0] >= schedule.predicted_makespan_us:
+        return schedule
+    return _flatten(schedule, best[0], best[2], best[1], min_depth)
 
 
-def _flatten(schedule: Schedule, cost: CostModel, groups: list[tuple[Task, list[int]]], col_block: int,
-             min_depth: int) -> Schedule:
-    """The schedule with these trees replaced by counted merges of ``col_block`` columns, each placed on the
-    SM the estimates free first (appended to its queue: after every partial there, so nothing deadlocks)."""
+def _placement(schedule: Schedule, cost: CostModel, groups, col_block: int, memo: dict | None = None):
+    """Where the merges go: each on the SM the estimates free first, appended to its queue (after every
+    partial there, so nothing deadlocks). Returns (predicted makespan, [(group, token, col, sm, start, end)],
+    the remaining queues)."""
+    memo = {} if memo is None else memo
     tasks = schedule.tasks
-    removed = {r for root, _ in groups for r in _tree(tasks, root.id)[0]}
-    new_groups = groups
+    base_key = tuple(id(g) for g in groups)
+    if base_key not in memo:  # the queues without the trees: the same for every block width tried
+        removed = set().union(*(g[2] for g in groups))
+        queues = [[i for i in q if i not in removed] if removed.intersection(q) else q for q in schedule.queues]
+        free = [(tasks[q[-1]].est_end_us if q else 0.0, sm) for sm, q in enumerate(queues)]  # last task ends last
+        heapq.heapify(free)
+        memo[base_key] = (queues, free, max((f for f, _ in free), default=0.0))
+    queues, free, end = memo[base_key]
+    free = list(free)
+    placed = []
+    cols = range(0, fmt.HEAD_DIM_V, col_block)
+    for g in sorted(groups, key=lambda g: g[3]):
+        leaves, roots = g[0], g[1]
+        key = (len(leaves), col_block)
+        if key not in memo:
+            memo[key] = _merge_terms(cost, *key)
+        setup, latency, body = memo[key]
+        earliest = (g[3] * 1e3 + latency) / 1e3  # us: when the counter is seen complete
+        setup, body = setup / 1e3, body / 1e3
+        for token in sorted({q for root in roots for q in range(root.q_start, root.q_start + root.q_count)}):
+            for col in cols:
+                t_free, sm = heapq.heappop(free)
+                t_end = (t_free + setup if t_free + setup > earliest else earliest) + body
+                placed.append((g, token, col, sm, t_free, t_end))
+                heapq.heappush(free, (t_end, sm))
+        end = max(end, max(f for f, _ in free))
+    return end, placed, queues
 
-    # Trees of one sequence's per-token merges read the same partials: those become one group of readers.
+
+def _flatten(schedule: Schedule, placement, groups, col_block: int, min_depth: int) -> Schedule:
+    """The schedule with these trees replaced by counted merges of ``col_block`` columns where ``_placement``
+    put them."""
+    tasks = schedule.tasks
+    predicted, placed, queues = placement
+    removed = set().union(*(g[2] for g in groups))
     keep = [t for t in tasks if t.id not in removed]
     renum = {t.id: k for k, t in enumerate(keep)}
-    out = [dataclasses.replace(t, id=renum[t.id], inputs=tuple(renum[i] for i in t.inputs)) for t in keep]
-    queues = [[renum[i] for i in q if i not in removed] for q in schedule.queues]
-    free = [(max((out[i].est_end_us for i in q), default=0.0), sm) for sm, q in enumerate(queues)]
-    heapq.heapify(free)
-    for root, leaves in sorted(new_groups, key=lambda g: max(tasks[i].est_end_us for i in g[1])):
-        inputs = tuple(renum[i] for i in leaves)
-        ready = max(out[i].est_end_us for i in inputs)
-        for token in range(root.q_start, root.q_start + root.q_count):
-            for col in range(0, fmt.HEAD_DIM_V, col_block):
-                t_free, sm = heapq.heappop(free)
-                task = Task(id=len(out), op=fmt.Opcode.REDUCTION, seq=root.seq, q_start=token, q_count=1,
-                            kv_start=root.kv_start, kv_end=root.kv_end, inputs=inputs, final=True, sm=sm,
-                            est_start_us=t_free, est_end_us=merge_end_us(cost, len(inputs), col_block, t_free, ready),
-                            col_start=col, col_count=col_block)
-                out.append(task)
-                queues[sm].append(task.id)
-                heapq.heappush(free, (task.est_end_us, sm))
-    out = [dataclasses.replace(t, sm=sm) for sm, q in enumerate(queues) for t in (out[i] for i in q)]
-    out.sort(key=lambda t: t.id)
+    out = [t if t.id == renum[t.id] and not t.inputs else
+           dataclasses.replace(t, id=renum[t.id], inputs=tuple(renum[i] for i in t.inputs)) for t in keep]
+    queues = [[renum[i] for i in q] for q in queues]
+    inputs_of = {}
+    fields = []
+    for g, token, col, sm, start, end in placed:
+        leaves, root = g[0], g[1][0]
+        if leaves not in inputs_of:
+            inputs_of[leaves] = tuple(renum[i] for i in leaves)  # one tuple per group (the encoder relies on it)
+        tid = len(out) + len(fields)
+        fields.append({"id": tid, "op": _REDUCTION, "seq": root.seq, "q_start": token, "q_count": 1,
+                       "kv_start": root.kv_start, "kv_end": root.kv_end, "inputs": inputs_of[leaves], "final": True,
+                       "sm": sm, "est_start_us": start, "est_end_us": end, "col_start": col, "col_count": col_block})
+        queues[sm].append(tid)
+    out += _tasks(fields)
     params = {**schedule.params, "merges": "wide", "col_block": col_block, "min_depth": min_depth}
-    predicted = max(t.est_end_us for t in out)
     return dataclasses.replace(schedule, tasks=out, queues=queues, params=params, predicted_makespan_us=predicted)
+
+
+_TASK_FIELDS = [f.name for f in dataclasses.fields(Task)]
+
+
+def _tasks(fields: list[dict]) -> list[Task]:
+    """Frozen Tasks from complete field dicts, without the generated __init__ (a few us per task: most of a
+    millisecond for a hundred merges; plan.tasks_from_lists does the same)."""
+    assert all(list(f) == _TASK_FIELDS for f in fields[:1]), "Task's fields changed: update widen._flatten"
+    out = [object.__new__(Task) for _ in fields]
+    for t, f in zip(out, fields):
+        object.__setattr__(t, "__dict__", f)
+    return out
