@@ -19,7 +19,7 @@ namespace mlaprof {
 struct ReductionOp {
   static constexpr int kOpcode = fmt::OP_REDUCTION;
   static constexpr int kChunkRows = 16;                                   // rows per pass (one query token)
-  static constexpr int kCountedBatch = 16;  // counted inputs a thread loads per round trip (80 registers of loads)
+  static constexpr int kCountedBatch = fmt::COUNTED_BATCH;  // counted inputs a thread loads per round trip (80 registers)
 
   __device__ static bool counted(const Instr& in) { return __ldg(in.words + fmt::W_INPUT_LAYOUT) == fmt::LAYOUT_COUNTED; }
 
@@ -91,6 +91,7 @@ struct ReductionOp {
   static constexpr int kBlockCols = fmt::SCRATCH_BLOCK_COLS;
   static constexpr int kBlocks = fmt::HEAD_DIM_V / kBlockCols;                 // 32 per row
   static constexpr int kConsumerWarps_ = kConsumerThreads / 32;                // 8
+  static_assert(kConsumerWarps_ == fmt::CONSUMER_WARPS, "the cost model's counted-merge rounds assume it");
   static constexpr int kBlocksPerWarp = kBlocks / kConsumerWarps_;             // 4: a listed merge's vectors per thread
   static_assert(kChunkRows * 2 == 32 && kBlockCols == 16, "a warp covers one block of one query token");
 
