@@ -49,12 +49,15 @@ def bench_workloads(repeat: int) -> list[dict]:
         row = {"workload": w.name}
         for scheduler in ("static", "makespan"):
             med, best, s = timed(lambda: make_schedule(w, NUM_SMS, scheduler), repeat, warm=True)
+            # the planner alone: its trees, before widen.py flattens the deep ones (the default above)
+            tree_med, tree_best, _ = timed(lambda: make_schedule(w, NUM_SMS, scheduler, merges="tree"), repeat, warm=True)
             with native.python_only():
                 py_med, py_best, _ = timed(lambda: make_schedule(w, NUM_SMS, scheduler), repeat, warm=True)
             enc = encode(s)
             sim_med, sim_best, trace = timed(lambda: simulate(enc), max(5, repeat // 3))
             row[scheduler] = {
                 "schedule_ms_median": round(med, 3), "schedule_ms_min": round(best, 3),
+                "trees_ms_median": round(tree_med, 3), "trees_ms_min": round(tree_best, 3),
                 "python_schedule_ms_median": round(py_med, 3), "python_schedule_ms_min": round(py_best, 3),
                 "sim_ms_median": round(sim_med, 3), "sim_ms_min": round(sim_best, 3),
                 "simulated_makespan_us": round(trace.makespan_ns / 1e3, 3),
@@ -68,6 +71,7 @@ def bench_workloads(repeat: int) -> list[dict]:
         rows.append(row)
         st, ms = row["static"], row["makespan"]
         print(f"{w.name:24s} static {st['schedule_ms_median']:7.3f} ms  makespan {ms['schedule_ms_median']:7.3f} ms  "
+              f"(trees only {st['trees_ms_median']:.2f} / {ms['trees_ms_median']:.2f})  "
               f"(Python {st['python_schedule_ms_median']:.2f} / {ms['python_schedule_ms_median']:.2f})  "
               f"sim {ms['sim_ms_median']:6.1f} ms  makespan {a:.2f} -> {b:.2f} us "
               f"({row['makespan_vs_static_pct']:+.1f}%)", flush=True)

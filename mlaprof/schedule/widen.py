@@ -76,6 +76,8 @@ def widen_merges(schedule: Schedule, cost: CostModel | None = None, col_block: i
     if min_depth < 1:
         raise WidenError(f"min_depth must be at least 1, got {min_depth}")
     tasks = schedule.tasks
+    if min_depth >= 2 and not any(tasks[i].op == _REDUCTION for t in tasks if t.op == _REDUCTION for i in t.inputs):
+        return schedule  # every tree is one level: nothing to flatten (most workloads; the check is cheap)
     # Trees by the partials they merge: the per-token trees of one sequence share them, and a partial can
     # signal one counter or its tree's semaphores, not both, so trees sharing partials go together or stay.
     groups: dict[tuple[int, ...], list[tuple[Task, list[int]]]] = {}
