@@ -198,3 +198,15 @@ def test_poisoned_build_matches_python(tmp_path):
 def test_turned_off_by_the_environment():
     done = _run("from mlaprof.schedule import native; print(native.library())", {"MLAPROF_NATIVE": "0"})
     assert done.stdout.strip() == "None" and done.stderr == ""
+
+
+def test_more_filler_leaves_than_sms_skips_the_shape_on_both_paths():
+    """Free merges make the backward planner split a one-token sequence into more leaves than there are SMs:
+    that shape cannot be placed, and both paths skip it (hypothesis found the Python planner raising and
+    the core giving up here)."""
+    base = default()
+    free = dataclasses.replace(base, reduce_base_ns=0.0, reduce_row_ns=0.0, reduce_byte_ns=0.0,
+                               reduce_store_ns=0.0, sem_latency_ns=0.0, row_granule=16)
+    for num_sms in (2, 14):
+        got, want = both(lambda: makespan_schedule(Workload("hyp", (1,), 1), num_sms, free))
+        assert_same(got, want)

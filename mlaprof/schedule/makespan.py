@@ -251,6 +251,8 @@ def _plan(lens, tiles, num_sms: int, c: _Costs, m_fill: dict[int, int], chunk: i
     sm_of_leaf, start_of_leaf = {}, {}
     used = tail.copy()
     if keys:
+        if len(keys) > num_sms:
+            return None  # more filler leaves than SMs (tiny sequences, free merges): this shape cannot be placed
         sms = np.argsort(tail, kind="stable")[: len(keys)][::-1]
         for key, s in zip(keys, sms):
             sm_of_leaf[key] = int(s)
@@ -266,6 +268,9 @@ def _plan(lens, tiles, num_sms: int, c: _Costs, m_fill: dict[int, int], chunk: i
                 if x > 0:
                     s = sm_of_leaf[(i, j)]
                     used[s] = max(used[s], st[j] + c.a_p + x * c.tau)
+
+    elif fillers:
+        return None  # fillers whose leaves nobody reads stay unsized: this shape cannot be placed (core: E_SKIP)
 
     # ---- whole sequences, longest first, into the most time left before T (LPT) ------------------------
     heap = [(float(used[s]), s) for s in range(num_sms)]
@@ -541,7 +546,10 @@ def makespan_schedule(workload: Workload, num_sms: int, cost: CostModel | None =
         if len(plans) >= TIMED and bounds[n] * (1 - 1e-9) > sorted(p["T"] for p in plans)[TIMED - 1]:
             break
         name, m_fill, chunk, k, copies = cands[n]
-        plans.append(_plan(lens, tiles, num_sms, c, m_fill, chunk, k, copies, trees))
+        plan = _plan(lens, tiles, num_sms, c, m_fill, chunk, k, copies, trees)
+        if plan is None:
+            continue  # skipped (the native core skips it too)
+        plans.append(plan)
         plans[-1]["shape"], plans[-1]["order"] = name, n
     plans.sort(key=lambda p: (p["T"], p["order"]))
     timed = []  # (span, order, params, columns, start, end)

@@ -209,7 +209,7 @@ int backward_plan(Arena *a, const Model *m, const Costs *c, const i64 *tiles, i6
         if (p->is_filler[seq_of_leaf[first_read[j]]])
             keys[num_keys] = first_read[j], key_rho[num_keys++] = rho[first_read[j]];
     if (num_keys > 0) {
-        if (num_keys > num_sms) return E_INTERNAL; /* more leaves than SMs: Python's zip would drop some */
+        if (num_keys > num_sms) return E_SKIP; /* more filler leaves than SMs: this shape cannot be placed */
         argsort_f64(a, key_order, key_rho, num_keys, 1);
         argsort_f64(a, by_tail, tail, num_sms, 0);
         for (i64 j = 0; j < num_keys; j++) {
@@ -243,7 +243,7 @@ int backward_plan(Arena *a, const Model *m, const Costs *c, const i64 *tiles, i6
             }
         }
     } else if (p->num_fillers > 0) {
-        return E_INTERNAL; /* fillers whose leaves nobody reads stay unsized: an edge left to Python */
+        return E_SKIP; /* fillers whose leaves nobody reads stay unsized: this shape cannot be placed */
     }
 
     /* ---- whole sequences, longest first, into the most time left before T (LPT) --------------------- */

@@ -110,7 +110,9 @@ typedef struct {
 int cols_alloc(Arena *a, Cols *c, i64 n, i64 num_inputs, i64 num_sms);
 
 enum { OP_PARTIAL = 1, OP_REDUCTION = 2 }; /* format.Opcode; checked by native/__init__.py */
-enum { E_OK = 0, E_NOMEM = -1, E_DEADLOCK = -2, E_INTERNAL = -3 };
+/* E_SKIP: a candidate shape the backward planner cannot place (more filler leaves than SMs); skipped, as
+   makespan._plan skips it */
+enum { E_OK = 0, E_NOMEM = -1, E_DEADLOCK = -2, E_INTERNAL = -3, E_SKIP = -4 };
 
 /* ---- the pieces ------------------------------------------------------------------------------------ */
 /* plan.evaluate: task_costs and the per-SM walk of the timeline, into c->start and c->end */

@@ -218,6 +218,7 @@ int makespan(Arena *a, const Model *m, const i64 *lens, i64 b, i64 s_q, i64 S, i
         }
         const Candidate *cd = &cands[n];
         int rc = backward_plan(a, m, &c, tiles, b, S, cd->m_fill, cd->chunk, cd->k, cd->copies, &plans[n]);
+        if (rc == E_SKIP) continue;
         if (rc != E_OK) return rc;
         planned[num_planned] = n, planned_T[num_planned++] = plans[n].T;
     }
