@@ -107,14 +107,30 @@ def widen_merges(schedule: Schedule, cost: CostModel | None = None, col_block: i
     if not candidates:
         return schedule
     best, memo = None, {}
+
+    def terms(n: int, block: int) -> tuple[float, float, float]:  # numpy per call: computed once per (n, block)
+        if (n, block) not in memo:
+            memo[(n, block)] = _merge_terms(cost, n, block)
+        return memo[(n, block)]
+
+    tried = []
     for block in [col_block] if col_block is not None else fmt.COUNTED_COL_BLOCKS:
         # only where the model says one level ends sooner than the trees (a short tree on few SMs may not)
-        faster = [c for c in candidates
-                  if c[3] + merge_estimate_us(cost, len(c[0]), block) < max(root.est_end_us for root in c[1])]
+        faster = []
+        bound = 0.0  # a placement ends no sooner than any group's last input + latency + merge + store
+        for c in candidates:
+            setup, latency, body = terms(len(c[0]), block)
+            if c[3] + (max(setup, latency) + body) / 1e3 < max(root.est_end_us for root in c[1]):
+                faster.append(c)
+                bound = max(bound, c[3] + (latency + body) / 1e3)
         if faster:
-            placement = _placement(schedule, cost, faster, block, memo)
-            if best is None or placement[0] < best[0][0]:
-                best = (placement, block, faster)
+            tried.append((bound, block, faster))
+    for bound, block, faster in sorted(tried, key=lambda x: x[0]):
+        if best is not None and bound >= best[0][0]:
+            break  # no block width left can end sooner than the best placed (bounds ascending)
+        placement = _placement(schedule, cost, faster, block, memo)
+        if best is None or placement[0] < best[0][0]:
+            best = (placement, block, faster)
     # and only if the whole schedule is predicted to end sooner for it
     if best is None or best[0][0] >= schedule.predicted_makespan_us:
         return schedule
