@@ -30,27 +30,8 @@ constexpr int kSpinSleepMinNs = 32;    // first back-off: one globaltimer tick
 constexpr int kSpinSleepMaxNs = 256;   // cap: wake-up within ~0.3 us (a tree level waits once per input); a
                                        // 4-byte poll per 256 ns per waiting lane is noise next to the KV stream
 
-// Returns false (after recording the error) when the wait timed out or the kernel is aborting.
-__device__ inline bool semaphore_wait(int* sem, const KernelStatus& st, int instr, int sem_index) {
-  if (ptx::ld_acquire(sem) != 0) {
-    ptx::red_add_relaxed(sem, -1);
-    return true;
-  }
-  const uint64_t t0 = ptx::globaltimer();
-  int sleep_ns = kSpinSleepMinNs;
-  while (ptx::ld_acquire(sem) == 0) {
-    if (status_aborted(st)) return false;
-    if (ptx::globaltimer() - t0 > static_cast<uint64_t>(fmt::WAIT_TIMEOUT_NS)) {
-      status_fail(st, fmt::STATUS_WAIT_TIMEOUT, instr, sem_index);
-      return false;
-    }
-    __nanosleep(sleep_ns);
-    sleep_ns = min(sleep_ns * 2, kSpinSleepMaxNs);
-  }
-  ptx::red_add_relaxed(sem, -1);  // consumed; the last reader leaves 0 for the next launch (kernel end orders it)
-  return true;
-}
-
+// Until the semaphore holds at least `target` (acquire, with back-off). Returns false (after recording the
+// error) when the wait timed out or the kernel is aborting.
 __device__ inline bool semaphore_wait_count(int* sem, int target, const KernelStatus& st, int instr, int sem_index) {
   if (ptx::ld_acquire(sem) >= target) return true;
   const uint64_t t0 = ptx::globaltimer();
@@ -64,6 +45,14 @@ __device__ inline bool semaphore_wait_count(int* sem, int target, const KernelSt
     __nanosleep(sleep_ns);
     sleep_ns = min(sleep_ns * 2, kSpinSleepMaxNs);
   }
+  return true;
+}
+
+// A reader of a released result: wait until it is nonzero, then take one count back (the last reader
+// leaves 0 for the next launch; kernel end orders it).
+__device__ inline bool semaphore_wait(int* sem, const KernelStatus& st, int instr, int sem_index) {
+  if (!semaphore_wait_count(sem, 1, st, instr, sem_index)) return false;
+  ptx::red_add_relaxed(sem, -1);
   return true;
 }
 
