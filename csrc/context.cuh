@@ -12,7 +12,7 @@
 namespace mlaprof {
 
 constexpr int kProducerWarps = 4;                         // one warpgroup (setmaxnreg works per warpgroup); warp 0 issues
-constexpr int kConsumerWarps = 8;                         // 16 rows x 512 cols of fp32 accumulators per 2 warps
+constexpr int kConsumerWarps = fmt::CONSUMER_WARPS;       // 16 rows x 512 cols of fp32 accumulators per 2 warps
 constexpr int kConsumerThreads = kConsumerWarps * 32;
 constexpr int kConsumerWarpgroups = kConsumerWarps / 4;
 constexpr int kThreads = (kProducerWarps + kConsumerWarps) * 32;

@@ -90,7 +90,7 @@ SIGNAL_ADD = -1  # SIGNAL_COUNT of a task read by counted reductions: add 1 to t
 # reads whole 128-byte lines (row-major, each input row's block was a 32-byte piece of its own line).
 SCRATCH_BLOCK_COLS = 16
 COUNTED_BATCH = 16  # inputs a thread of a counted merge loads per L2 round trip (its registers hold no more)
-CONSUMER_WARPS = 8  # the kernel's consumer warps: a counted merge of C columns splits its inputs 8 / (C / 16) ways
+CONSUMER_WARPS = 8  # the kernel's consumer warps (csrc/context.cuh): a counted merge of C columns splits its inputs 8 / (C / 16) ways
 NO_SLOT = -1
 NO_SEM = -1
 

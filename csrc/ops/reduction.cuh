@@ -90,9 +90,7 @@ struct ReductionOp {
   // 512 contiguous bytes in scratch (four whole lines; fmt::SCRATCH_BLOCK_COLS says why the layout).
   static constexpr int kBlockCols = fmt::SCRATCH_BLOCK_COLS;
   static constexpr int kBlocks = fmt::HEAD_DIM_V / kBlockCols;                 // 32 per row
-  static constexpr int kConsumerWarps_ = kConsumerThreads / 32;                // 8
-  static_assert(kConsumerWarps_ == fmt::CONSUMER_WARPS, "the cost model's counted-merge rounds assume it");
-  static constexpr int kBlocksPerWarp = kBlocks / kConsumerWarps_;             // 4: a listed merge's vectors per thread
+  static constexpr int kBlocksPerWarp = kBlocks / kConsumerWarps;             // 4: a listed merge's vectors per thread
   static_assert(kChunkRows * 2 == 32 && kBlockCols == 16, "a warp covers one block of one query token");
 
   // One merged 8-column vector to the output (bf16, row-major) or a scratch slot (fp16, column blocks),
@@ -125,7 +123,7 @@ struct ReductionOp {
   __device__ static void merge_counted(Ctx<T>& c, const Instr& in, int stage) {
     const Globals& g = c.g;
     const int n = in.num_inputs, slot0 = __ldg(in.words + fmt::W_INPUT_SLOTS);
-    const int nb = __ldg(in.words + fmt::W_COL_COUNT) / kBlockCols, groups = kConsumerWarps_ / nb;
+    const int nb = __ldg(in.words + fmt::W_COL_COUNT) / kBlockCols, groups = kConsumerWarps / nb;
     const int warp = c.ctid / 32, group = warp / nb;
     const int r = c.lane / 2, col = __ldg(in.words + fmt::W_COL_START) + (warp % nb) * kBlockCols + (c.lane % 2) * 8;
     float m = -INFINITY, l = 0.f, acc[8];
@@ -217,7 +215,7 @@ struct ReductionOp {
         const uint4* base = reinterpret_cast<const uint4*>(g.scratch_o + in.scratch_o_index(slots[i], row, warp * kBlockCols + half * 8));
 #pragma unroll
         for (int j = 0; j < kBlocksPerWarp; ++j)
-          raw[i][j] = i < k ? __ldcg(base + j * kConsumerWarps_ * fmt::MAX_ROWS * kBlockCols / 8) : make_uint4(0, 0, 0, 0);
+          raw[i][j] = i < k ? __ldcg(base + j * kConsumerWarps * fmt::MAX_ROWS * kBlockCols / 8) : make_uint4(0, 0, 0, 0);
       }
 #pragma unroll
       for (int i = 0; i < fmt::MAX_FANIN; ++i) lse[i] = i < k ? __ldcg(g.scratch_lse + in.slot_row(slots[i], row)) : -INFINITY;
@@ -264,7 +262,7 @@ struct ReductionOp {
           merged(j, acc);
 #pragma unroll
           for (int e = 0; e < 4; ++e) pw[e] = ptx::pack_bf16(acc[2 * e] * inv, acc[2 * e + 1] * inv);
-          dst[j * kConsumerWarps_ * kBlockCols / 8] = packed;
+          dst[j * kConsumerWarps * kBlockCols / 8] = packed;
         }
         if (col == 0) g.out_lse[in.out_row(g, row)] = out_lse;
       } else {
@@ -277,7 +275,7 @@ struct ReductionOp {
             const __half2 h2 = __floats2half2_rn(acc[2 * e] * inv, acc[2 * e + 1] * inv);
             pw[e] = *reinterpret_cast<const uint32_t*>(&h2);
           }
-          __stcg(dst + j * kConsumerWarps_ * fmt::MAX_ROWS * kBlockCols / 8, packed);
+          __stcg(dst + j * kConsumerWarps * fmt::MAX_ROWS * kBlockCols / 8, packed);
         }
         if (col == 0) __stcg(g.scratch_lse + in.slot_row(in.out_slot, row), out_lse);
       }

@@ -40,7 +40,7 @@ def _tree(tasks: list[Task], root: int) -> tuple[list[int], list[int], int]:
         below = []
         for tid in level:
             t = tasks[tid]
-            if t.op == _REDUCTION and t.col_count == fmt.HEAD_DIM_V and len(t.inputs) <= fmt.MAX_FANIN:
+            if t.op == _REDUCTION and not t.counted:
                 reds.append(tid)
                 below += t.inputs
             else:
@@ -49,12 +49,6 @@ def _tree(tasks: list[Task], root: int) -> tuple[list[int], list[int], int]:
         level = below
     leaves.sort(key=lambda i: (tasks[i].kv_start, i))
     return reds, leaves, depth
-
-
-def merge_estimate_us(cost: CostModel, inputs: int, col_block: int) -> float:
-    """A counted merge from its last input's release to its end on an idle SM (the simulator's terms)."""
-    setup, latency, body = _merge_terms(cost, inputs, col_block)
-    return (max(setup, latency) + body) / 1e3
 
 
 def _merge_terms(cost: CostModel, inputs: int, col_block: int) -> tuple[float, float, float]:
