@@ -28,6 +28,7 @@ constexpr int kQChunkBytes = kQRows * kChunkCols * 2;     // 8 KB
 constexpr int kKVChunkBytes = kTile * kChunkCols * 2;     // 8 KB
 constexpr int kConsumerBarrier = 1;                       // named barrier id for the consumer warps
 constexpr int kWarpgroupBarrier0 = 2;                     // + consumer warpgroup index: one warpgroup's barrier
+constexpr int kLastTile = 1 << 30;                       // Smem::tile_of flag: this partial's last tile (above any tile index)
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 
@@ -39,6 +40,7 @@ struct alignas(1024) Smem {
   bf16 kv[kStages][kChunks][kTile][kChunkCols];
   unsigned long long issue_ts[kStages + 1];   // producer's issue time per stage; [kStages] is Q's
   unsigned long long wait_ts[kStages][fmt::MAX_FANIN][2];  // a reduction's semaphore waits per input (start, end), by stage
+  int tile_of[kStages];                        // the tile of its range each stage holds, | kLastTile on the last
   uint64_t full[kStages], empty[kStages], q_full, q_empty;
   int abort;                                   // consumers gave up: the producer stops too
 };
@@ -122,15 +124,20 @@ struct Ctx {
 
 // Operands of one instruction, decoded once per role.
 struct Instr {
-  int task, seq, q_start, q_count, kv_start, kv_end, out_slot, signal_sem, num_inputs, signal_count;
+  int opcode, task, seq, q_start, q_count, kv_start, kv_end, out_slot, signal_sem, num_inputs, signal_count;
+  int steal_sem, steal_member, steal_members;
   const int* words;
+  // Every word in one batch of loads, the opcode among them: the first instruction of a launch waits for one
+  // round trip to global memory instead of two (opcode, then operands).
   __device__ static Instr load(const int* w) {
     using namespace fmt;
-    return Instr{__ldg(w + W_TASK),  __ldg(w + W_SEQ),      __ldg(w + W_Q_START),
-                 __ldg(w + W_Q_COUNT), __ldg(w + W_KV_START), __ldg(w + W_KV_END),
-                 __ldg(w + W_OUT_SLOT), __ldg(w + W_SIGNAL_SEM), __ldg(w + W_NUM_INPUTS),
-                 __ldg(w + W_SIGNAL_COUNT), w};
+    return Instr{__ldg(w + W_OPCODE),     __ldg(w + W_TASK),        __ldg(w + W_SEQ),
+                 __ldg(w + W_Q_START),    __ldg(w + W_Q_COUNT),     __ldg(w + W_KV_START),
+                 __ldg(w + W_KV_END),     __ldg(w + W_OUT_SLOT),    __ldg(w + W_SIGNAL_SEM),
+                 __ldg(w + W_NUM_INPUTS), __ldg(w + W_SIGNAL_COUNT), __ldg(w + W_STEAL_SEM),
+                 __ldg(w + W_STEAL_MEMBER), __ldg(w + W_STEAL_MEMBERS), w};
   }
+  __device__ bool steals() const { return steal_members > 0; }
   __device__ int rows() const { return q_count * fmt::NUM_HEADS_Q; }
   // Output row of local row r: in the output tensor, or in the scratch slot (absolute query token).
   __device__ long long out_row(const Globals& g, int r) const {

@@ -54,12 +54,13 @@ __global__ void __launch_bounds__(kThreads, 1) interpreter_kernel(const __grid_c
   if (c.warp < kProducerWarps) {
     ptx::setmaxnreg_dec<kProducerRegs>();
     if (c.warp != 0) return;  // the rest of the producer warpgroup only donates its registers
+    wg::prefetch_tensormap(&g.q_map);  // the first bulk copies need them: fetch while the instruction loads
+    wg::prefetch_tensormap(&g.kv_map);
     for (int i = 0; i < g.max_instr; ++i) {
-      const int* w = list + i * fmt::WORDS_PER_INSTRUCTION;
-      const int opcode = __ldg(w + fmt::W_OPCODE);
-      if (opcode == fmt::OP_END) break;
+      const Instr in = Instr::load(list + i * fmt::WORDS_PER_INSTRUCTION);
+      if (in.opcode == fmt::OP_END) break;
       bool found;
-      const bool ok = Ops::produce(opcode, c, Instr::load(w), i, found);
+      const bool ok = Ops::produce(in.opcode, c, in, i, found);
       if (!found || !ok) break;  // the consumers see the same instruction and report it
     }
     // Never leave the block with a bulk copy still writing its shared memory.
@@ -75,11 +76,10 @@ __global__ void __launch_bounds__(kThreads, 1) interpreter_kernel(const __grid_c
   } else {
     ptx::setmaxnreg_inc<kConsumerRegs>();
     for (int i = 0; i < g.max_instr; ++i) {
-      const int* w = list + i * fmt::WORDS_PER_INSTRUCTION;
       const unsigned long long t_begin = c.leader ? rec.now() : 0;
-      const int opcode = __ldg(w + fmt::W_OPCODE);
+      const Instr in = Instr::load(list + i * fmt::WORDS_PER_INSTRUCTION);
+      const int opcode = in.opcode;
       if (opcode == fmt::OP_END) break;
-      const Instr in = Instr::load(w);
       if constexpr (kTiming) {
         if (c.leader) c.record_setup(i, t_begin, rec.now());
       }

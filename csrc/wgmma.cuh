@@ -18,6 +18,11 @@ __device__ __forceinline__ void tma_load_2d(void* dst, const CUtensorMap* map, i
       : "memory");
 }
 
+// Bring a tensor map (a kernel parameter) into the descriptor cache before its first bulk copy.
+__device__ __forceinline__ void prefetch_tensormap(const CUtensorMap* map) {
+  asm volatile("prefetch.tensormap [%0];" ::"l"(reinterpret_cast<uint64_t>(map)) : "memory");
+}
+
 // Matrix descriptor: start address, leading/stride byte offsets (16-byte units), 128-byte swizzle (mode 1).
 __device__ __forceinline__ uint64_t desc_sw128(const void* smem, uint32_t lbo_bytes, uint32_t sbo_bytes) {
   const uint32_t addr = ptx::smem_addr(smem);

@@ -85,6 +85,10 @@ class CostModel:
     sm_spread: float = 0.0
     # a semaphore release on one SM seen by an acquire poll on another: ~1 us (L2 round trips plus back-off).
     sem_latency_ns: float = 1000.0
+    # a steal group's member claims its next tile (an atomic add in L2) as it issues a tile, then looks up the
+    # claimed tile's page: two dependent round trips (~0.5 us each under load) before that tile can be issued.
+    # An estimate; usually hidden behind the stage it waits for.
+    steal_claim_ns: float = 1000.0
     # wgmma's M is 64: query rows are padded to a multiple of this on the tensor cores (DESIGN §3).
     row_granule: int = 64
 
@@ -347,19 +351,20 @@ def _linear(x: np.ndarray, y: np.ndarray, prior: np.ndarray, a_prior: float = 0.
 
 
 def trace_tile_tokens(trace) -> int:
-    """KV tokens per tile of the kernel that recorded ``trace``: the power of two that splits every partial
-    into as many tiles as it has COMPUTE spans (traces do not record it; the tile size is a kernel constant
-    that changes between versions).  The current ``fmt.KV_TILE_TOKENS`` when the trace cannot tell."""
+    """KV tokens per tile of the kernel that recorded ``trace``: the power of two that splits every partial's
+    range into as many tiles as it has COMPUTE spans (traces do not record it; the tile size is a kernel
+    constant that changes between versions). The members of a steal group carry the group's range and
+    compute its tiles between them, so spans are counted per range, not per task. The current
+    ``fmt.KV_TILE_TOKENS`` when the trace cannot tell."""
     from mlaprof.trace.schema import KIND_NAMES, OPCODE_NAMES
 
     kind, opcode = trace.codes("kind", KIND_NAMES), trace.codes("opcode", OPCODE_NAMES)
     m = (kind == fmt.Kind.COMPUTE) & (opcode == fmt.Opcode.PARTIAL)
     if not m.any():
         return KV_TILE_TOKENS
-    task = trace.col("task")[m].astype(np.int64)
-    kv = (trace.col("kv_end") - trace.col("kv_start"))[m].astype(np.int64)
-    ids, first, n = np.unique(task, return_index=True, return_counts=True)
-    kv = kv[first]
+    key = np.stack([trace.col(c)[m].astype(np.int64) for c in ("seq", "q_start", "kv_start", "kv_end")], axis=1)
+    _, first, n = np.unique(key, axis=0, return_index=True, return_counts=True)
+    kv = key[first, 3] - key[first, 2]
     for t in (8, 16, 32, 64, 128, 256):
         if np.array_equal(-(-kv // t), n):
             return t
@@ -424,14 +429,17 @@ def span_samples(trace, row_granule: int = 64) -> dict[str, tuple[np.ndarray, np
     # the prologue: when each SM's first KV load starts (ns from the kernel's start)
     sm = trace.col("sm").astype(np.int64)
     instr = trace.col("instr").astype(np.int64)
-    m = np.flatnonzero((kind == fmt.Kind.LOAD) & partial & (instr == 0) & (aux == 0))
+    # (tiles in the order computed: a steal group's member computes tile m first, then the tiles it claims)
+    m = np.flatnonzero((kind == fmt.Kind.LOAD) & partial & (instr == 0) & (aux >= 0))
+    m = m[np.lexsort((start[m], sm[m]))]
+    m = m[np.r_[True, sm[m][1:] != sm[m][:-1]]] if len(m) else m
     out["first_load"] = (np.zeros((len(m), 0)), (start[m] - int(start.min(initial=0))).astype(float))
     # per-SM tile period of the first partial (compute start to compute start), relative to the trace's mean
     m = np.flatnonzero((kind == fmt.Kind.COMPUTE) & partial & (instr == 0) & (aux >= 0))
-    m = m[np.lexsort((aux[m], sm[m]))]
+    m = m[np.lexsort((start[m], sm[m]))]
     first = np.r_[True, sm[m][1:] != sm[m][:-1]]
     lastp = np.r_[sm[m][1:] != sm[m][:-1], True]
-    n_t = aux[m][lastp] + 1
+    n_t = np.diff(np.r_[np.flatnonzero(first), len(m)])
     period = (start[m][lastp] - start[m][first]) / np.maximum(n_t - 1, 1)
     period = period[n_t >= MIN_PERIOD_TILES]
     # scaled by sqrt(tiles - 1): the spread of a mean over n tile periods shrinks as 1/sqrt(n)
@@ -455,8 +463,8 @@ def _load_samples(trace, kind, partial, aux, tile_tok, start, end, dur):
     if overlapping.sum() <= 0.05 * max(1, same_sm.sum()):
         return np.full(len(ld), float(TILE_BYTES)), dur[ld]
     m = np.flatnonzero((kind == fmt.Kind.COMPUTE) & partial & (aux >= 0))
-    m = m[np.lexsort((aux[m], instr[m], sm[m]))]
-    same = (sm[m][1:] == sm[m][:-1]) & (instr[m][1:] == instr[m][:-1]) & (aux[m][1:] == aux[m][:-1] + 1)
+    m = m[np.lexsort((start[m], instr[m], sm[m]))]  # computed one after another (a steal member's aux skip)
+    same = (sm[m][1:] == sm[m][:-1]) & (instr[m][1:] == instr[m][:-1])
     stalled = np.zeros(len(m), dtype=bool)
     stalled[1:] = same & (start[m][1:] > end[m][:-1])  # idle before this tile: it had not landed
     pair = np.flatnonzero(stalled[1:] & stalled[:-1] & same) + 1  # tiles u and u-1 both waited

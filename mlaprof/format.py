@@ -47,7 +47,7 @@ KV_STAGES = 2  # shared-memory stages of the KV ring: 2 x 73.7 KB tiles + 73.7 K
 # ---- instruction words (int32) --------------------------------------------------------------------
 MAX_FANIN = 6  # inputs of one reduction whose inputs are listed one by one
 MAX_COUNTED_INPUTS = 1024  # inputs of one reduction whose inputs are counted (contiguous slots, one semaphore)
-WORDS_PER_INSTRUCTION = 28
+WORDS_PER_INSTRUCTION = 32
 
 
 class InputLayout(enum.IntEnum):
@@ -76,10 +76,16 @@ class Word(enum.IntEnum):
     COL_COUNT = COL_START + 1  # reduction: V columns it merges (HEAD_DIM_V: all)
     INPUT_LAYOUT = COL_COUNT + 1  # reduction: an InputLayout
     COUNTER_READERS = INPUT_LAYOUT + 1  # counted reduction: reductions reading the same semaphore (the last resets it)
-    RESERVED = COUNTER_READERS + 1  # kept zero: rows stay a multiple of 16 bytes
+    # A partial may share its KV tiles with others (a "steal group"): KV_START/KV_END are then the group's whole
+    # range, member m computes tile m first, then claims tiles from STEAL_MEMBERS on by adding 1 to STEAL_SEM,
+    # until the claims run past the range; so the group's partials end together however fast each SM streams.
+    STEAL_SEM = COUNTER_READERS + 1  # partial: the group's tile counter (the last claim resets it to 0)
+    STEAL_MEMBER = STEAL_SEM + 1  # partial: this member's index m (its first tile is the group's tile m)
+    STEAL_MEMBERS = STEAL_MEMBER + 1  # partial: members of the group; 0: no group, the partial computes its range
+    RESERVED = STEAL_MEMBERS + 1  # two words kept zero: rows stay a multiple of 16 bytes
 
 
-assert Word.RESERVED + 1 == WORDS_PER_INSTRUCTION
+assert Word.RESERVED + 2 == WORDS_PER_INSTRUCTION
 
 # Column blocks a counted reduction may merge: 16 rows x (cols / 8) 16-byte vectors, split over 256 consumer
 # threads (the threads of one vector share its inputs, so the block must be a power of two up to 128).

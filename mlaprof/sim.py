@@ -14,6 +14,10 @@ the megakernel (csrc/interpreter.cuh) does it:
   with one Q buffer they start once the previous partial has begun its last tile.
 - consumer: one COMPUTE per KV tile (a reduction: one merge), then a STORE whose end releases the
   instruction's semaphore.  INSTRUCTION spans SETUP to STORE end.
+- steal groups (``Word.STEAL_MEMBERS``): member m computes the group's tile m, then claims the next tile as it
+  issues each one (its load may start ``steal_claim_ns`` after the claim), until the claims run past the
+  range.  Claims are served in time order across SMs: an SM that reaches a member parks there, and the
+  earliest pending claim is served only once no SM can run anything else, so no later SM can claim first.
 
 Events go into per-SM buffers in the kernel's raw layout and through ``mlaprof.timing.decode_events``, so
 a simulated trace is built exactly like a measured one.
@@ -22,6 +26,8 @@ a simulated trace is built exactly like a measured one.
 from __future__ import annotations
 
 import datetime
+import heapq
+import itertools
 import subprocess
 import uuid
 
@@ -141,6 +147,7 @@ def run(instructions: np.ndarray, cost: CostModel | None = None, stages: int = f
     sem_count: dict[int, int] = {}
     adders: dict[int, list[tuple[int, int]]] = {}  # counter semaphore -> the instructions that add to it
     counters: dict[int, tuple[int, int]] = {}  # counter semaphore -> (inputs its readers wait for, readers)
+    groups: dict[int, tuple] = {}  # steal counter -> (members, kv start, kv end, member indices seen)
     for sm in range(num_sms):
         prog = []
         for p in range(instr.shape[1]):
@@ -166,8 +173,21 @@ def run(instructions: np.ndarray, cost: CostModel | None = None, stages: int = f
                                           f"{k} inputs / {w[W.COUNTER_READERS]} readers here but {said[0]} / "
                                           f"{said[1]} elsewhere: every reader must say the same, or the last "
                                           "reader never resets it")
+            steal = None
+            if w[W.STEAL_MEMBERS]:
+                n_tiles = -(-(w[W.KV_END] - w[W.KV_START]) // TILE)
+                if op != fmt.Opcode.PARTIAL or not 0 <= w[W.STEAL_MEMBER] < w[W.STEAL_MEMBERS] <= n_tiles:
+                    raise SimulationError(f"SM {sm} instruction {p}: steal group member {w[W.STEAL_MEMBER]} of "
+                                          f"{w[W.STEAL_MEMBERS]} over {n_tiles} tiles (a partial's member index "
+                                          "must be below the members, and the members at most the tiles)")
+                steal = (w[W.STEAL_SEM], w[W.STEAL_MEMBER], w[W.STEAL_MEMBERS])
+                said = groups.setdefault(steal[0], (w[W.STEAL_MEMBERS], w[W.KV_START], w[W.KV_END], []))
+                if said[:3] != (w[W.STEAL_MEMBERS], w[W.KV_START], w[W.KV_END]):
+                    raise SimulationError(f"SM {sm} instruction {p}: steal counter {steal[0]} is shared with "
+                                          "members of another size or range")
+                said[3].append(w[W.STEAL_MEMBER])
             prog.append((op, w[W.Q_COUNT] * fmt.NUM_HEADS_Q, w[W.KV_START], w[W.KV_END], w[W.SIGNAL_SEM],
-                         w[W.OUT_SLOT] == fmt.NO_SLOT, sems, (k, w[W.COL_COUNT]) if counted else None))
+                         w[W.OUT_SLOT] == fmt.NO_SLOT, sems, (k, w[W.COL_COUNT]) if counted else None, steal))
             sig = w[W.SIGNAL_SEM]
             if sig >= 0 and w[W.SIGNAL_COUNT] == fmt.SIGNAL_ADD:
                 adders.setdefault(sig, []).append((sm, p))
@@ -179,6 +199,10 @@ def run(instructions: np.ndarray, cost: CostModel | None = None, stages: int = f
                 sem_owner[sig] = (sm, p)
                 sem_count[sig] = max(1, w[W.SIGNAL_COUNT])  # 0 means 1, as in the kernel
         progs.append(prog)
+    for sem, (members, _, _, seen) in groups.items():
+        if sorted(seen) != list(range(members)):
+            raise SimulationError(f"steal counter {sem}: members {sorted(seen)} in the tensor, but it says "
+                                  f"{members} members: each index 0..{members - 1} must appear once")
     # a semaphore counts its readers: each takes one back, so a reader beyond the count would wait forever
     # on the GPU (and one short of it leaves the semaphore nonzero for the next launch)
     takers: dict[int, int] = {}
@@ -224,12 +248,72 @@ def run(instructions: np.ndarray, cost: CostModel | None = None, stages: int = f
     rings = [[0.0] * stages for _ in range(num_sms)]
     ready = list(range(num_sms - 1, -1, -1))
     tile_cache: dict[tuple[int, int], tuple[list, list]] = {}
-    while ready:
+    claimed = {sem: 0 for sem in groups}  # steal counter -> claims made so far
+    claims: list[tuple[float, int, int]] = []  # pending claims: (time, sequence number, SM)
+    order = itertools.count()  # ties between claims go to the one parked first
+    member: dict[int, dict] = {}  # SM -> the steal group member it is inside
+
+    def tiles_of(kv0, kv1, rows):
+        key = (kv1 - kv0, rows)
+        if key not in tile_cache:
+            n = -(-(kv1 - kv0) // TILE)
+            toks = np.full(n, TILE)
+            toks[-1] = (kv1 - kv0) - TILE * (n - 1)
+            tile_cache[key] = (cost.load_ns(toks).tolist(), cost.compute_ns(toks, rows).tolist())
+        return tile_cache[key]
+
+    def one_tile(sm, j, u, load, comp, p0, c0):
+        """Tile u of the range through the SM's pipeline (the scalar recurrence, one step); returns its load start."""
+        f = noise.take(2)
+        if f is not None:
+            load, comp = load * float(f[0]), comp * float(f[1])
+        ls, le, cs, ce, prod[sm], cons[sm] = _tile_loop_py([load], [comp], p0, c0, rings[sm], gtile[sm], stages)
+        gtile[sm] += 1
+        H, A, S, E = ev[sm]
+        H.extend((_hdr(K.LOAD, R.PRODUCER, j), _hdr(K.COMPUTE, R.CONSUMER, j))); A.extend((u, u))
+        S.extend((ls[0], cs[0])); E.extend((le[0], ce[0]))
+        qfree[sm] = cs[0]
+        return ls[0]
+
+    def finish(sm, j, begin, c_end, ins):
+        """STORE and INSTRUCTION spans, then the release; the SM moves to its next instruction."""
+        op, rows, _, _, sig, final = ins[:6]
+        H, A, S, E = ev[sm]
+        s_end = c_end + noise.one(store_ns[(rows, final, op == fmt.Opcode.REDUCTION)])
+        H.append(_hdr(K.STORE, R.CONSUMER, j)); A.append(-1); S.append(c_end); E.append(s_end)
+        H.append(_hdr(K.INSTRUCTION, R.CONTROLLER, j)); A.append(-1); S.append(begin); E.append(s_end)
+        cons[sm] = s_end
+        ptr[sm] += 1
+        if sig in adders:
+            added.setdefault(sig, []).append(s_end)
+            if len(added[sig]) == len(adders[sig]):  # the last input: the counter is complete
+                sem_time[sig] = max(added[sig])
+                ready.extend(waiters.pop(sig, ()))
+        elif sig >= 0:
+            sem_time[sig] = s_end
+            ready.extend(waiters.pop(sig, ()))
+
+    while ready or claims:
+        if not ready:  # every SM is parked at a claim, waiting or done: serve the earliest claim
+            when, _, sm = heapq.heappop(claims)
+            m = member[sm]
+            sem, _, members = m["ins"][8]
+            u = members + claimed[sem]
+            claimed[sem] += 1
+            if u < m["n"]:
+                p0 = max(prod[sm], when + cost.steal_claim_ns)
+                issued = one_tile(sm, m["j"], u, m["loads"][u] * m["f"], m["comps"][u], p0, cons[sm])
+                heapq.heappush(claims, (issued, next(order), sm))
+            else:  # the claims ran past the range: this member is done
+                del member[sm]
+                finish(sm, m["j"], m["begin"], cons[sm], m["ins"])
+                ready.append(sm)
+            continue
         sm = ready.pop()
         prog, (H, A, S, E) = progs[sm], ev[sm]
         while ptr[sm] < len(prog):
             j = ptr[sm]
-            op, rows, kv0, kv1, sig, final, sems, counted = prog[j]
+            op, rows, kv0, kv1, sig, final, sems, counted, steal = prog[j]
             missing = next((s for s in sems if s not in sem_time), None)
             if missing is not None:
                 waiters.setdefault(missing, []).append(sm)
@@ -242,14 +326,16 @@ def run(instructions: np.ndarray, cost: CostModel | None = None, stages: int = f
                 w_end = max(t, sem_time[s] + noise.one(lat))
                 H.append(_hdr(K.WAIT, R.CONTROLLER, j)); A.append(i); S.append(t); E.append(w_end)
                 t = w_end
+            if steal is not None:  # its own tile now, then park at its first claim (served in time order)
+                loads, comps = tiles_of(kv0, kv1, rows)
+                n, u = len(loads), steal[1]
+                f_sm = 1.0 + speed[sm] / (n / steal[2]) ** 0.5 if speed[sm] else 1.0
+                issued = one_tile(sm, j, u, loads[u] * f_sm, comps[u], max(prod[sm], qfree[sm]), t)
+                member[sm] = {"j": j, "begin": begin, "ins": prog[j], "n": n, "loads": loads, "comps": comps, "f": f_sm}
+                heapq.heappush(claims, (issued, next(order), sm))
+                break
             if op == fmt.Opcode.PARTIAL:
-                key = (kv1 - kv0, rows)
-                if key not in tile_cache:
-                    n = -(-(kv1 - kv0) // TILE)
-                    toks = np.full(n, TILE)
-                    toks[-1] = (kv1 - kv0) - TILE * (n - 1)
-                    tile_cache[key] = (cost.load_ns(toks).tolist(), cost.compute_ns(toks, rows).tolist())
-                loads, comps = tile_cache[key]
+                loads, comps = tiles_of(kv0, kv1, rows)
                 n = len(loads)
                 if speed[sm]:
                     f_sm = 1.0 + speed[sm] / n ** 0.5
@@ -277,19 +363,7 @@ def run(instructions: np.ndarray, cost: CostModel | None = None, stages: int = f
             else:
                 c_end = t + noise.one(merge_ns[(len(sems), rows)])
                 H.append(_hdr(K.COMPUTE, R.CONSUMER, j)); A.append(-1); S.append(t); E.append(c_end)
-            s_end = c_end + noise.one(store_ns[(rows, final, op == fmt.Opcode.REDUCTION)])
-            H.append(_hdr(K.STORE, R.CONSUMER, j)); A.append(-1); S.append(c_end); E.append(s_end)
-            H.append(_hdr(K.INSTRUCTION, R.CONTROLLER, j)); A.append(-1); S.append(begin); E.append(s_end)
-            cons[sm] = s_end
-            ptr[sm] += 1
-            if sig in adders:
-                added.setdefault(sig, []).append(s_end)
-                if len(added[sig]) == len(adders[sig]):  # the last input: the counter is complete
-                    sem_time[sig] = max(added[sig])
-                    ready.extend(waiters.pop(sig, ()))
-            elif sig >= 0:
-                sem_time[sig] = s_end
-                ready.extend(waiters.pop(sig, ()))
+            finish(sm, j, begin, c_end, prog[j])
 
     stuck = [sm for sm in range(num_sms) if ptr[sm] < len(progs[sm])]
     if stuck:

@@ -134,10 +134,12 @@ def test_slots_never_collide_while_live(lens, s_q, num_sms, scheduler, per_token
         else make_schedule(w, num_sms, scheduler)
     enc = encode(s)
     slot_reuse_is_safe(enc.instructions)
-    # one semaphore per scratch result, except that the inputs of one counted group share their counter
+    # one semaphore per scratch result, except that the inputs of one counted group share their counter; and
+    # one tile counter per steal group
     groups = {tuple(t.inputs) for t in enc.schedule.tasks if t.counted}
     shared = sum(len(g) for g in groups)
-    assert enc.num_sems == sum(not t.final for t in enc.schedule.tasks) - shared + len(groups)
+    steal = {t.steal for t in enc.schedule.tasks if t.steal >= 0}
+    assert enc.num_sems == sum(not t.final for t in enc.schedule.tasks) - shared + len(groups) + len(steal)
 
 
 def per_token_schedule() -> Schedule:

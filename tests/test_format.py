@@ -25,7 +25,7 @@ def test_instruction_words_fit_and_do_not_collide():
     starts = sorted(int(w) for w in fmt.Word)
     assert len(set(starts)) == len(starts)
     assert fmt.Word.INPUT_SEMS - fmt.Word.INPUT_SLOTS == fmt.MAX_FANIN
-    assert fmt.Word.RESERVED + 1 == fmt.WORDS_PER_INSTRUCTION
+    assert fmt.Word.RESERVED + 2 == fmt.WORDS_PER_INSTRUCTION
     assert fmt.Opcode.END == 0  # a zero-filled row ends every SM's list
 
 

@@ -71,11 +71,11 @@ def _check_offload_candidates(w: Workload, num_sms: int, cost) -> None:
 
 
 def _simulated(w: Workload, num_sms: int, cost):
-    s = make_schedule(w, num_sms, "makespan", cost, sm_rates=True)
+    s = make_schedule(w, num_sms, "makespan", cost, sm_rates=True, steal=False)  # as planned: predicted = simulated
     check_schedule(s, w, num_sms)
     sim = simulate(encode(s), cost).makespan_ns / 1e3
     assert sim == pytest.approx(s.predicted_makespan_us, abs=2e-3)  # the simulator rounds to whole ns
-    return s, sim, simulate(encode(make_schedule(w, num_sms, "static", cost)), cost).makespan_ns / 1e3
+    return s, sim, simulate(encode(make_schedule(w, num_sms, "static", cost, steal=False)), cost).makespan_ns / 1e3
 
 
 @pytest.mark.parametrize("num_sms, length, s_q", [(64, 4096, 1), (64, 2048, 4), (132, 2048, 2), (132, 8192, 4)])

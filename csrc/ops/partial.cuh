@@ -22,17 +22,45 @@ struct PartialOp {
   __device__ static bool operands_ok(const Globals& g, const Instr& in) {
     if (!in.common_ok(g) || in.num_inputs != 0) return false;
     const int len = __ldg(g.seqlens + in.seq);
-    return in.kv_start >= 0 && in.kv_start < in.kv_end && in.kv_end <= len;
+    if (!(in.kv_start >= 0 && in.kv_start < in.kv_end && in.kv_end <= len)) return false;
+    return in.steal_members == 0 || (in.steal_member >= 0 && in.steal_member < in.steal_members &&
+                                     in.steal_members <= num_tiles(in) && in.steal_sem >= 0 && in.steal_sem < g.num_sems);
   }
   // Tiles are the aligned kTile-token blocks that overlap the range: always inside one page.
   __device__ static int first_tile(const Instr& in) { return in.kv_start / kTile; }
   __device__ static int num_tiles(const Instr& in) { return (in.kv_end + kTile - 1) / kTile - first_tile(in); }
+  // Cache row of tile t of the range, through the block table (a global load: issued ahead of its use).
+  __device__ static int tile_row(const int* table, const Instr& in, int t) {
+    const int tok0 = (first_tile(in) + t) * kTile;
+    return __ldg(table + tok0 / fmt::PAGE_SIZE) * fmt::PAGE_SIZE + tok0 % fmt::PAGE_SIZE;
+  }
 
   // ---------------------------------------------------------------- producer (one warp)
+  // Tile t of the range (cache row `row`) into the next ring stage, once the consumers freed it. The stage's
+  // tile_of tells the consumers which tile it is and whether it is the last: for a steal group that is known
+  // only after the next claim, so the stage's barrier expects the bytes first and the producer arrives after
+  // writing tile_of (the claim's round trip is far shorter than the copy's).
+  template <bool T>
+  __device__ static void issue_tile(Ctx<T>& c, int t, int row, bool arrive) {
+    Smem& s = c.s;
+    const int stage = c.ring.stage;
+    if (c.lane == 0) {
+      if constexpr (T) s.issue_ts[stage] = ptx::globaltimer();
+      if (arrive) ptx::mbar_arrive_expect_tx(&s.full[stage], kChunks * kKVChunkBytes);
+      else ptx::mbar_expect_tx(&s.full[stage], kChunks * kKVChunkBytes);
+    }
+    __syncwarp();
+    if (c.lane < kChunks) wg::tma_load_2d(&s.kv[stage][c.lane][0][0], &c.g.kv_map, c.lane * kChunkCols, row, &s.full[stage]);
+  }
+
   template <bool T>
   __device__ static bool produce(Ctx<T>& c, const Instr& in, int) {
     const Globals& g = c.g;
     Smem& s = c.s;
+    const int* table = g.block_table + static_cast<long long>(in.seq) * g.bt_stride;
+    const int tiles = num_tiles(in);
+    int next = in.steals() ? in.steal_member : 0;  // a steal group's member m starts with tile m
+    int next_row = tile_row(table, in, next);       // looked up while Q is issued
     if (!c.producer_wait(&s.q_empty, c.q_phase ^ 1)) return false;
     if (c.lane == 0) {
       if constexpr (T) s.issue_ts[kStages] = ptx::globaltimer();
@@ -43,23 +71,39 @@ struct PartialOp {
     if (c.lane < kChunks) wg::tma_load_2d(&s.q[c.lane][0][0], &g.q_map, c.lane * kChunkCols, q_row, &s.q_full);
     c.q_phase ^= 1;
 
-    const int* table = g.block_table + static_cast<long long>(in.seq) * g.bt_stride;
-    const int t0 = first_tile(in), tiles = num_tiles(in);
-    for (int t = 0; t < tiles; ++t) {
-      const int stage = c.ring.stage;
-      if (!c.producer_wait(&s.empty[stage], c.ring.phase ^ 1)) return false;
-      const int tok0 = (t0 + t) * kTile;
-      const int row = __ldg(table + tok0 / fmt::PAGE_SIZE) * fmt::PAGE_SIZE + tok0 % fmt::PAGE_SIZE;
+    if (!in.steals()) {
+      for (int t = 0; t < tiles; ++t) {
+        const int row = next_row;
+        if (t + 1 < tiles) next_row = tile_row(table, in, t + 1);  // in flight while this stage frees
+        if (!c.producer_wait(&s.empty[c.ring.stage], c.ring.phase ^ 1)) return false;
+        if (c.lane == 0) s.tile_of[c.ring.stage] = t | (t + 1 == tiles ? kLastTile : 0);
+        issue_tile(c, t, row, true);
+        c.ring.advance();
+      }
+      return true;
+    }
+    // Steal group: after each tile, a member claims the group's next one (members + the counter's old value)
+    // and looks up its row while the stage it goes to is still computed on. Every member makes exactly one
+    // claim past the range, so `tiles` claims are made in all: the last one resets the counter.
+    int* counter = g.sems + in.steal_sem;
+    for (;;) {
+      if (!c.producer_wait(&s.empty[c.ring.stage], c.ring.phase ^ 1)) return false;
+      const int t = next;
+      issue_tile(c, t, next_row, false);
+      int claim = 0;
+      if (c.lane == 0) claim = atomicAdd(counter, 1);
+      claim = __shfl_sync(0xffffffff, claim, 0);
+      next = in.steal_members + claim;
       if (c.lane == 0) {
-        if constexpr (T) s.issue_ts[stage] = ptx::globaltimer();
-        ptx::mbar_arrive_expect_tx(&s.full[stage], kChunks * kKVChunkBytes);
+        if (claim == tiles - 1) atomicExch(counter, 0);  // ready for the next launch
+        s.tile_of[c.ring.stage] = t | (next >= tiles ? kLastTile : 0);
+        ptx::mbar_arrive(&s.full[c.ring.stage]);
       }
       __syncwarp();
-      if (c.lane < kChunks)
-        wg::tma_load_2d(&s.kv[stage][c.lane][0][0], &g.kv_map, c.lane * kChunkCols, row, &s.full[stage]);
       c.ring.advance();
+      if (next >= tiles) return true;
+      next_row = tile_row(table, in, next);
     }
-    return true;
   }
 
   // ---------------------------------------------------------------- epilogue stores
@@ -152,7 +196,7 @@ struct PartialOp {
     const int r0 = (wt / 32) * 16 + (lane >> 2), r1 = r0 + 8;  // this thread's two accumulator rows
     const int rows = in.rows();
     const int len = __ldg(g.seqlens + in.seq);
-    const int t0 = first_tile(in), tiles = num_tiles(in);
+    const int t0 = first_tile(in);
     // causal: the last position a row may see; rows past `rows` are padding and see nothing
     const int limit0 = r0 < rows ? len - g.s_q + in.q_start + r0 / fmt::NUM_HEADS_Q : -1;
     const int limit1 = r1 < rows ? len - g.s_q + in.q_start + r1 / fmt::NUM_HEADS_Q : -1;
@@ -168,9 +212,14 @@ struct PartialOp {
       if (c.leader) c.record_load(instr, -1, s.issue_ts[kStages], c.rec.now());
     }
 
-    for (int t = 0; t < tiles; ++t) {
+    // The producer says which tile of the range each stage holds and which is the last (Smem::tile_of): in
+    // order for most partials, as claimed for a steal group's member.
+    for (bool last = false; !last;) {
       const int stage = c.ring.stage;
       if (!c.consumer_wait(&s.full[stage], c.ring.phase)) return false;
+      const int word = *reinterpret_cast<volatile int*>(&s.tile_of[stage]);
+      const int t = word & (kLastTile - 1);
+      last = word & kLastTile;
       unsigned long long tc = 0;
       if constexpr (T) {
         if (c.leader) {
@@ -198,7 +247,7 @@ struct PartialOp {
       wg::wait<0>();
 #pragma unroll
       for (int i = 0; i < kSRegs; ++i) wg::fence_operand(sc[i]);
-      if (t == tiles - 1 && wt == 0) ptx::mbar_arrive(&s.q_empty);  // Q no longer read: the next Q may land
+      if (last && wt == 0) ptx::mbar_arrive(&s.q_empty);  // Q no longer read: the next Q may land
 
       // ---- online softmax in registers: sc[n*4 + {0,1}] is row r0, cols n*8 + 2*quad + {0,1}; {2,3} row r1
       float mx0 = -INFINITY, mx1 = -INFINITY;

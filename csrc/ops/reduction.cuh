@@ -24,7 +24,7 @@ struct ReductionOp {
   __device__ static bool counted(const Instr& in) { return __ldg(in.words + fmt::W_INPUT_LAYOUT) == fmt::LAYOUT_COUNTED; }
 
   __device__ static bool operands_ok(const Globals& g, const Instr& in) {
-    if (!in.common_ok(g)) return false;
+    if (!in.common_ok(g) || in.steals()) return false;  // only partials share tiles
     if (counted(in)) {
       const int n = in.num_inputs, slot0 = __ldg(in.words + fmt::W_INPUT_SLOTS), sem = __ldg(in.words + fmt::W_INPUT_SEMS);
       const int col0 = __ldg(in.words + fmt::W_COL_START), cols = __ldg(in.words + fmt::W_COL_COUNT);

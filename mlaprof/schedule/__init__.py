@@ -3,7 +3,8 @@
 ``make_schedule(workload, num_sms, "static" | "makespan", cost=None, merges="tree" | "wide")`` is the entry
 point; both schedulers plan on a ``mlaprof.costmodel.CostModel`` (the defaults, or one fitted by ``mlaprof
 calibrate``). ``merges="wide"`` flattens their deep reduction trees into one level of column-block merges
-(``widen.py``).
+(``widen.py``). ``steal=True`` puts the partials that split a sequence into steal groups that share their KV
+tiles on the GPU (``steal.py``).
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ MERGES = ("tree", "wide")
 
 
 def make_schedule(workload, num_sms: int, scheduler: str, cost=None, sm_rates: bool = False,
-                  merges: str = "wide") -> Schedule:
+                  merges: str = "wide", steal: bool = True) -> Schedule:
     """``sm_rates`` (makespan only): also place queues by the cost model's per-SM rates (see makespan.py).
-    ``merges``: "tree" keeps the scheduler's reduction trees, "wide" flattens the deep ones (widen.py)."""
+    ``merges``: "tree" keeps the scheduler's reduction trees, "wide" flattens the deep ones (widen.py).
+    ``steal``: split sequences' partials share their tiles (steal.py); False keeps each partial's range."""
     from mlaprof.schedule.plan import ScheduleError
 
     if merges not in MERGES:
@@ -45,4 +47,8 @@ def make_schedule(workload, num_sms: int, scheduler: str, cost=None, sm_rates: b
                 s = dataclasses.replace(st, scheduler="makespan", compute_ms=s.compute_ms + st.compute_ms,
                                         params={**st.params, "shape": "static", "beat": "makespan's own plan, "
                                                 f"{s.predicted_makespan_us:.2f} us after flattening"})
+    if steal:
+        from mlaprof.schedule.steal import share_tiles
+
+        s = share_tiles(s)
     return s

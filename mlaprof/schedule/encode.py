@@ -119,6 +119,7 @@ def validate(schedule: Schedule) -> list[int]:
     for t in tasks:
         if not t.final and not readers[t.id]:
             raise EncodeError(f"task {t.id} writes scratch that no reduction reads (mark it final or merge it)")
+    steal_groups(tasks)
     # Kahn's algorithm, earliest planned start first, so slots are handed out in roughly execution order
     indeg = [len(t.inputs) for t in tasks]
     heap = [(t.est_start_us, t.id) for t in tasks if not t.inputs]
@@ -138,6 +139,43 @@ def validate(schedule: Schedule) -> list[int]:
 
 
 _UNREAD = object()
+
+
+def steal_groups(tasks: list[Task]) -> dict[int, list[int]]:
+    """Steal group id -> its partials in KV order (the member index). Checks that each group is two or more
+    scratch-writing partials of one sequence and query range whose ranges tile one contiguous range with at
+    least as many KV tiles as members (each member's first tile is its own)."""
+    groups: dict[int, list[int]] = {}
+    for t in tasks:
+        if t.steal >= 0:
+            groups.setdefault(t.steal, []).append(t.id)
+        elif t.steal != -1:
+            raise EncodeError(f"task {t.id}: steal group {t.steal} (a group id is >= 0; -1: none)")
+    for g, ids in groups.items():
+        ids.sort(key=lambda i: tasks[i].kv_start)
+        first, where = tasks[ids[0]], f"steal group {g} (tasks {ids[:8]}{'...' if len(ids) > 8 else ''})"
+        if len(ids) < 2:
+            raise EncodeError(f"{where}: a steal group needs two or more partials, got one")
+        for i in ids:
+            t = tasks[i]
+            if t.op != fmt.Opcode.PARTIAL or t.final:
+                raise EncodeError(f"{where}: task {i} is {'a final partial' if t.final else 'a reduction'}; "
+                                  "only partials whose results a reduction merges can share tiles")
+            if (t.seq, t.q_start, t.q_count) != (first.seq, first.q_start, first.q_count):
+                raise EncodeError(f"{where}: task {i} covers sequence {t.seq} tokens [{t.q_start}, "
+                                  f"{t.q_start + t.q_count}), task {first.id} sequence {first.seq} tokens "
+                                  f"[{first.q_start}, {first.q_start + first.q_count}): a group shares one query range")
+        for a, b in zip(ids, ids[1:]):
+            if tasks[a].kv_end != tasks[b].kv_start:
+                raise EncodeError(f"{where}: ranges of tasks {a} [{tasks[a].kv_start}, {tasks[a].kv_end}) and {b} "
+                                  f"[{tasks[b].kv_start}, {tasks[b].kv_end}) are not contiguous: a group's ranges "
+                                  "must tile one range")
+        lo, hi = tasks[ids[0]].kv_start, tasks[ids[-1]].kv_end
+        n_tiles = -(-hi // fmt.KV_TILE_TOKENS) - lo // fmt.KV_TILE_TOKENS
+        if n_tiles < len(ids):
+            raise EncodeError(f"{where}: {len(ids)} partials share [{lo}, {hi}), only {n_tiles} KV tiles of "
+                              f"{fmt.KV_TILE_TOKENS} tokens: each member needs a tile of its own")
+    return groups
 
 
 def _check_counted(t: Task) -> None:
@@ -227,6 +265,12 @@ def encode(schedule: Schedule) -> Encoded:
         if g is not None:
             group_sem[g] = num_sems
         num_sems += 1
+    member: dict[int, tuple[int, int, int, int, int]] = {}  # task -> (sem, index, members, union start, end)
+    for ids in steal_groups(tasks).values():  # validated already; each group's tile counter is a fresh semaphore
+        lo, hi = tasks[ids[0]].kv_start, tasks[ids[-1]].kv_end
+        for k, i in enumerate(ids):
+            member[i] = (num_sems, k, len(ids), lo, hi)
+        num_sems += 1
     max_instr = max(len(q) for q in schedule.queues) + 1
     out = np.zeros((schedule.num_sms, max_instr, fmt.WORDS_PER_INSTRUCTION), dtype=np.int32)
     for sm, q in enumerate(schedule.queues):
@@ -241,6 +285,8 @@ def encode(schedule: Schedule) -> Encoded:
             row[W.SIGNAL_SEM] = sem[tid]
             row[W.SIGNAL_COUNT] = fmt.SIGNAL_ADD if tid in group_of else len(readers[tid])
             row[W.NUM_INPUTS] = len(t.inputs)
+            if tid in member:  # the kernel sees the group's whole range; the task's own is the planned share
+                row[W.STEAL_SEM], row[W.STEAL_MEMBER], row[W.STEAL_MEMBERS], row[W.KV_START], row[W.KV_END] = member[tid]
             if t.op == fmt.Opcode.REDUCTION:  # a partial computes every column: its words stay zero
                 row[W.COL_START], row[W.COL_COUNT] = t.col_start, t.col_count
             if t.counted:
@@ -259,7 +305,9 @@ def counts_of(instructions: np.ndarray) -> tuple[int, int]:
     """(num_slots, num_sems) a bare instruction tensor needs."""
     live = instructions[..., W.OPCODE] != fmt.Opcode.END
     rows = instructions[live]
-    return int(rows[:, W.OUT_SLOT].max(initial=-1)) + 1, int(rows[:, W.SIGNAL_SEM].max(initial=-1)) + 1
+    steal_sems = rows[rows[:, W.STEAL_MEMBERS] > 0, W.STEAL_SEM]  # steal groups' tile counters
+    return int(rows[:, W.OUT_SLOT].max(initial=-1)) + 1, int(max(rows[:, W.SIGNAL_SEM].max(initial=-1),
+                                                                  steal_sems.max(initial=-1))) + 1
 
 
 # ---- files ------------------------------------------------------------------------------------------------
@@ -309,7 +357,7 @@ def _schedule_from_meta(meta: dict) -> Schedule:
         Task(id=t["id"], op=fmt.Opcode[t["op"].upper()], seq=t["seq"], q_start=t["q_start"], q_count=t["q_count"],
              kv_start=t["kv_start"], kv_end=t["kv_end"], inputs=tuple(t["inputs"]), final=t["final"], sm=t["sm"],
              est_start_us=t["est_start_us"], est_end_us=t["est_end_us"], col_start=t.get("col_start", 0),
-             col_count=t.get("col_count", fmt.HEAD_DIM_V))
+             col_count=t.get("col_count", fmt.HEAD_DIM_V), steal=t.get("steal", -1))
         for t in meta["tasks"]
     ]
     return Schedule(

@@ -272,12 +272,13 @@ def tasks_from_lists(op, seq, kv_start, kv_end, inputs, final, sm, start_us, end
     constructor.
     """
     assert _TASK_FIELDS == ["id", "op", "seq", "q_start", "q_count", "kv_start", "kv_end", "inputs", "final", "sm",
-                            "est_start_us", "est_end_us", "col_start", "col_count"], \
+                            "est_start_us", "est_end_us", "col_start", "col_count", "steal"], \
         "Task's fields changed: update tasks_from_lists"
     n = len(op)
     ops = {int(o): o for o in fmt.Opcode}
     dicts = [{"id": i, "op": o, "seq": s, "q_start": qa, "q_count": qn, "kv_start": ka, "kv_end": kb, "inputs": ins,
-              "final": f, "sm": m, "est_start_us": es, "est_end_us": ee, "col_start": 0, "col_count": fmt.HEAD_DIM_V}
+              "final": f, "sm": m, "est_start_us": es, "est_end_us": ee, "col_start": 0, "col_count": fmt.HEAD_DIM_V,
+              "steal": -1}
              for i, o, s, qa, qn, ka, kb, ins, f, m, es, ee in zip(
                  range(n), map(ops.__getitem__, op), seq, q_start, q_count, kv_start, kv_end, inputs, final, sm,
                  start_us, end_us)]

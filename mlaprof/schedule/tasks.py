@@ -30,6 +30,10 @@ class Task:
     est_end_us: float = 0.0
     col_start: int = 0  # a reduction may merge one block of the V columns (HEAD_DIM_V: all of them)
     col_count: int = HEAD_DIM_V
+    # A partial in a steal group (the group's id; -1: none) shares its KV tiles with the group's other partials:
+    # together they cover the union of their ranges, each computing the tiles it claims first (format.Word.
+    # STEAL_SEM). Its own range is the planned share; which tiles it computes is decided on the GPU.
+    steal: int = -1
 
     @property
     def counted(self) -> bool:
@@ -61,6 +65,7 @@ class Schedule:
                 "sm": t.sm, "est_start_us": round(t.est_start_us, 4), "est_end_us": round(t.est_end_us, 4),
                 # only where a task merges a column block: traces of whole-row schedules stay as they were
                 **({"col_start": t.col_start, "col_count": t.col_count} if t.col_count != HEAD_DIM_V else {}),
+                **({"steal": t.steal} if t.steal >= 0 else {}),
             }
             for t in self.tasks
         ]

@@ -186,7 +186,8 @@ def _flatten(schedule: Schedule, placement, groups, col_block: int, min_depth: i
         tid = len(out) + len(fields)
         fields.append({"id": tid, "op": _REDUCTION, "seq": root.seq, "q_start": token, "q_count": 1,
                        "kv_start": root.kv_start, "kv_end": root.kv_end, "inputs": inputs_of[leaves], "final": True,
-                       "sm": sm, "est_start_us": start, "est_end_us": end, "col_start": col, "col_count": col_block})
+                       "sm": sm, "est_start_us": start, "est_end_us": end, "col_start": col, "col_count": col_block,
+                       "steal": -1})
         queues[sm].append(tid)
     out += _tasks(fields)
     params = {**schedule.params, "merges": "wide", "col_block": col_block, "min_depth": min_depth}

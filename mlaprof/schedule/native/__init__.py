@@ -34,7 +34,7 @@ MODEL_INTS = ("row_granule", "tile_tokens", "tile_bytes", "flops_per_row_token",
               "output_row_bytes", "heads_q", "stages", "max_fanin")
 # fields the schedulers never read: sm_spread (the simulator's), the counted-merge terms (widen.py, the simulator)
 KNOWN_FIELDS = set(MODEL_FLOATS) | {"row_granule", "sm_spread", "counted_base_ns", "counted_round_ns",
-                                                   "counted_line_ns"}
+                                                   "counted_line_ns", "steal_claim_ns"}  # steal: simulator only
 
 
 class Model(ctypes.Structure):

@@ -1,0 +1,81 @@
+"""Steal groups against fixed ranges (GPU): the megakernel with timing off, each scheduler's default schedule
+with its split sequences' partials in steal groups ("steal", ``mlaprof.schedule.steal``) and without ("fixed"),
+checked against the reference (several launches: which SM computes which tile changes between them), then
+timed interleaved (GPU-only graph time, bench/NOTES.md v19). The tile counters must be back at zero after
+every launch.
+
+    python bench/steal_probe.py [--workload W ...] [--replays 300] [--traces DIR] [--out probe.json]
+
+``--traces DIR`` also records one timing-on trace per variant (``W__scheduler__steal|fixed.arrow``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def main() -> int:
+    import torch
+
+    from mlaprof.bench import _interleaved_graph_us
+    from mlaprof.kernel import Megakernel
+    from mlaprof.measure import measure
+    from mlaprof.reference import mla_decode_reference, relative_error
+    from mlaprof.schedule import make_schedule
+    from mlaprof.schedule.encode import encode
+    from mlaprof.trace.io import write_trace
+    from mlaprof.workloads import NAMED, build_tensors
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--workload", action="append")
+    ap.add_argument("--replays", type=int, default=300)
+    ap.add_argument("--traces", default=None)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
+    rows = []
+    for name in args.workload or list(NAMED):
+        w = NAMED[name]
+        t = build_tensors(w, "cuda", seed=0, shuffle_pages=True)
+        ref, ref_lse = mla_decode_reference(t)
+        kernels, recs = [], []
+        for sched in ("static", "makespan"):
+            for steal in (True, False):
+                s = make_schedule(w, sms, sched, steal=steal)
+                enc = encode(s)
+                ins = torch.from_numpy(np.ascontiguousarray(enc.instructions))
+                mk = Megakernel(ins, t, enc.num_slots, enc.num_sems, timing=False)
+                errs = []
+                for _ in range(5):
+                    mk.out.fill_(float("nan"))
+                    mk.run()
+                    errs.append(relative_error(mk.out.float(), ref))
+                    if int(mk.sems.abs().sum()):
+                        raise SystemExit(f"{name} {sched} steal={steal}: semaphores left set after a launch")
+                kernels.append(mk)
+                recs.append({"workload": name, "scheduler": sched, "tiles": "steal" if steal else "fixed",
+                             "groups": s.params.get("steal", 0), "rel_err_max": max(errs),
+                             "lse_rel_err": relative_error(mk.out_lse, ref_lse)})
+                if args.traces:
+                    run = measure(w, sched, num_sms=sms, repeat=5, steal=steal)
+                    Path(args.traces).mkdir(parents=True, exist_ok=True)
+                    write_trace(Path(args.traces) / f"{name}__{sched}__{recs[-1]['tiles']}.arrow", run.trace.table,
+                                run.trace.meta)
+                    recs[-1]["trace_us"] = round(float(run.trace.table.column("end_ns").to_numpy().max()) / 1e3, 2)
+        times = _interleaved_graph_us([k.launch for k in kernels], args.replays, [k.check for k in kernels])
+        for rec, (plain, covered) in zip(recs, times):
+            rec.update(us_graph=round(plain, 2), us_graph_gpu=round(covered, 2))
+            print(json.dumps(rec), flush=True)
+            rows.append(rec)
+    if args.out:
+        Path(args.out).write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
