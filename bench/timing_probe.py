@@ -5,7 +5,7 @@ process, interleaved, GPU-only graph time (a sleep covers the host's launch call
                                  [--build NAME] [--out probe.jsonl]
 
 Before timing, each workload's outputs with timing on and off are compared bit for bit (recording must not
-change what is computed) and the trace's event counts are checked against the buffer's capacity. One JSON
+change what is computed; to 3e-3 where steal groups let launches split tiles differently) and the trace's event counts are checked against the buffer's capacity. One JSON
 line per workload and round goes to stdout (and is appended to ``--out``): ``off_gpu``, ``on_gpu`` (median
 us) and ``overhead_pct``. ``--build`` labels the lines, for A/B runs of two source trees.
 """
@@ -42,13 +42,17 @@ def main() -> int:
     for name in args.workload or list(NAMED):
         w = NAMED[name]
         t = build_tensors(w, "cuda", seed=0, shuffle_pages=True)
-        enc = encode(make_schedule(w, sms, args.scheduler))
+        sched = make_schedule(w, sms, args.scheduler)
+        enc = encode(sched)
         ins = torch.from_numpy(np.ascontiguousarray(enc.instructions))
         off = Megakernel(ins, t, enc.num_slots, enc.num_sems, timing=False)
         on = Megakernel(ins, t, enc.num_slots, enc.num_sems, timing=True)
         off.run()
         on.run()
-        if not torch.equal(off.out, on.out):
+        # bit for bit, unless steal groups hand tiles out in launch order (then the last bits may differ)
+        same = torch.equal(off.out, on.out) if not sched.params.get("steal") else \
+            float((off.out.float() - on.out.float()).norm() / on.out.float().norm()) < 3e-3
+        if not same:
             raise SystemExit(f"{name}: outputs differ between timing off and on")
         events, counts = on.timing_buffers()
         if counts.max() > on.event_capacity:

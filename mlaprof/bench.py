@@ -32,6 +32,7 @@ class Entry:
     impl: str
     scheduler: str = ""
     merges: str = ""  # megakernel: "wide" (the default, schedule/widen.py) or "tree" (the scheduler's trees)
+    tiles: str = ""  # megakernel: "steal" (the default: split sequences share tiles, schedule/steal.py) or "fixed"
     timing: str = "off"
     us_graph: float | None = None      # one graph replay between two events (the host's launch call partly inside)
     us_graph_gpu: float | None = None  # the same with the host's launch call covered: the GPU's time alone
@@ -173,26 +174,32 @@ def megakernel_entries(w: Workload, tensors, ref, gpu: str, replays: int):
 
     num_sms = torch.cuda.get_device_properties(0).multi_processor_count
     entries, kernels, makespan_enc = [], [], None
-    variants = []  # (scheduler, merges, encoded, schedule+encode ms, timing settings)
+    variants = []  # (scheduler, merges, tiles, encoded, schedule+encode ms, timing settings)
     for scheduler in ("static", "makespan"):
         t0 = time.perf_counter()
         wide = make_schedule(w, num_sms, scheduler, merges="wide")
         enc = encode(wide)
         sched_ms = (time.perf_counter() - t0) * 1e3
         makespan_enc = enc if scheduler == "makespan" else makespan_enc
-        variants.append((scheduler, "wide", enc, sched_ms, (False, True)))
+        tiles = "steal" if wide.params.get("steal") else "fixed"
+        variants.append((scheduler, "wide", tiles, enc, sched_ms, (False, True)))
         if wide.params.get("merges") == "wide":  # trees were flattened: time the trees too, the evidence for it
             t0 = time.perf_counter()
-            tree = encode(make_schedule(w, num_sms, scheduler, merges="tree"))
-            variants.append((scheduler, "tree", tree, (time.perf_counter() - t0) * 1e3, (False,)))
-    for scheduler, merges, enc, sched_ms, timings in variants:
+            tree = make_schedule(w, num_sms, scheduler, merges="tree")
+            variants.append((scheduler, "tree", "steal" if tree.params.get("steal") else "fixed", encode(tree),
+                             (time.perf_counter() - t0) * 1e3, (False,)))
+        if tiles == "steal":  # and the planned ranges, the evidence for steal groups
+            t0 = time.perf_counter()
+            fixed = encode(make_schedule(w, num_sms, scheduler, merges="wide", steal=False))
+            variants.append((scheduler, "wide", "fixed", fixed, (time.perf_counter() - t0) * 1e3, (False,)))
+    for scheduler, merges, tiles, enc, sched_ms, timings in variants:
         instr = torch.from_numpy(np.ascontiguousarray(enc.instructions))
         for timing in timings:
             mk = Megakernel(instr, tensors, enc.num_slots, enc.num_sems, timing=timing)
             mk.out.fill_(float("nan"))
             mk.run()
             err = relative_error(mk.out.float(), ref)
-            e = Entry(w.name, "megakernel", scheduler, merges, "on" if timing else "off", rel_err=err, gpu=gpu,
+            e = Entry(w.name, "megakernel", scheduler, merges, tiles, "on" if timing else "off", rel_err=err, gpu=gpu,
                       note=f"schedule+encode {sched_ms:.2f} ms (host)")
             entries.append(e)
             if err < 3e-3:
@@ -248,7 +255,8 @@ def two_launch_entry(w, tensors, ref, enc, gpu, replays) -> Entry:
     first.run()
     second.run()
     err = relative_error(first.out.float(), ref)
-    e = Entry(w.name, "two-launch split-KV", "makespan", "wide", "off", rel_err=err, gpu=gpu,
+    tiles = "steal" if (ins[..., fmt.Word.STEAL_MEMBERS] > 0).any() else "fixed"
+    e = Entry(w.name, "two-launch split-KV", "makespan", "wide", tiles, "off", rel_err=err, gpu=gpu,
               note="same partial/reduction ops, partials then reductions as two launches")
     if err < 3e-3:
         def check():
@@ -364,7 +372,7 @@ def run_bench(workloads: list[Workload], replays: int = GRAPH_REPLAYS, progress=
 
 
 def _label(e: Entry) -> str:
-    return " ".join(x for x in (e.impl, e.scheduler, e.merges, e.timing) if x)
+    return " ".join(x for x in (e.impl, e.scheduler, e.merges, e.tiles, e.timing) if x)
 
 
 def to_markdown(entries: list[Entry]) -> str:
@@ -374,12 +382,12 @@ def to_markdown(entries: list[Entry]) -> str:
         w = NAMED.get(wname)
         floor = f", HBM floor {w.hbm_floor_us(HBM_TBPS):.1f} us" if w else ""
         lines += [f"### {wname}{floor}", "",
-                  "| impl | scheduler | merges | timing | us (graph) | us (graph, GPU only) | us (plain) | TFLOPS | GB/s "
-                  "| x floor | rel err | note |",
-                  "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+                  "| impl | scheduler | merges | tiles | timing | us (graph) | us (graph, GPU only) | us (plain) | TFLOPS "
+                  "| GB/s | x floor | rel err | note |",
+                  "| --- | --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
         fmt_ = lambda v, p=1: "" if v is None else f"{v:.{p}f}"  # noqa: E731
         for e in group:
-            lines.append(f"| {e.impl} | {e.scheduler} | {e.merges} | {e.timing} | {fmt_(e.us_graph)} | {fmt_(e.us_graph_gpu)} | {fmt_(e.us_plain)} | "
+            lines.append(f"| {e.impl} | {e.scheduler} | {e.merges} | {e.tiles} | {e.timing} | {fmt_(e.us_graph)} | {fmt_(e.us_graph_gpu)} | {fmt_(e.us_plain)} | "
                          f"{fmt_(e.tflops)} | {fmt_(e.gbs, 0)} | {fmt_(e.x_floor, 2)} | "
                          f"{'' if e.rel_err is None else f'{e.rel_err:.1e}'} | {e.note} |")
         timed = [e for e in group if e.us_graph]

@@ -74,7 +74,8 @@ def check(case: Case, compare_timing: bool = False) -> Result:
 
     w = case.workload
     t = build_tensors(w, device="cuda", seed=case.seed, shuffle_pages=case.shuffled)
-    enc = encode(make_schedule(w, case.num_sms, case.scheduler, merges=case.merges))
+    schedule = make_schedule(w, case.num_sms, case.scheduler, merges=case.merges)
+    enc = encode(schedule)
     ins = torch.from_numpy(np.ascontiguousarray(enc.instructions))
     mk = Megakernel(ins, t, enc.num_slots, enc.num_sems, timing=True)
     mk.out.fill_(float("nan"))  # poison: an unwritten element stays NaN
@@ -88,7 +89,11 @@ def check(case: Case, compare_timing: bool = False) -> Result:
     if compare_timing:
         off = Megakernel(ins, t, enc.num_slots, enc.num_sems, timing=False)
         off.run()
-        same = bool(torch.equal(off.out, mk.out) and torch.equal(off.out_lse, mk.out_lse))
+        if schedule.params.get("steal"):  # which SM computes which tile differs between launches: last bits may
+            same = bool(relative_error(off.out.float(), mk.out.float()) < TOLERANCE and
+                        relative_error(off.out_lse, mk.out_lse) < TOLERANCE)
+        else:
+            same = bool(torch.equal(off.out, mk.out) and torch.equal(off.out_lse, mk.out_lse))
     ok = written and err < TOLERANCE and lse_err < TOLERANCE and same is not False
     sched = case.scheduler if case.merges == "wide" else f"{case.scheduler} ({case.merges})"
     return Result(w.name, sched, case.num_sms, case.shuffled, w.batch, w.total_kv, w.s_q, err, lse_err,

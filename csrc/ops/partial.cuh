@@ -29,10 +29,16 @@ struct PartialOp {
   // Tiles are the aligned kTile-token blocks that overlap the range: always inside one page.
   __device__ static int first_tile(const Instr& in) { return in.kv_start / kTile; }
   __device__ static int num_tiles(const Instr& in) { return (in.kv_end + kTile - 1) / kTile - first_tile(in); }
-  // Cache row of tile t of the range, through the block table (a global load: issued ahead of its use).
-  __device__ static int tile_row(const int* table, const Instr& in, int t) {
-    const int tok0 = (first_tile(in) + t) * kTile;
-    return __ldg(table + tok0 / fmt::PAGE_SIZE) * fmt::PAGE_SIZE + tok0 % fmt::PAGE_SIZE;
+  // Tile t of the range through the block table: its page (a global load, issued ahead of its use), then
+  // the cache row. `row_of` first pins the page to that point of the program (an empty asm that rewrites
+  // it): otherwise the compiler may compute the row where the page is loaded, and the producer would wait
+  // for the load there, before the copies it could issue meanwhile (Q's, the previous tile's).
+  __device__ static int tile_page(const int* table, const Instr& in, int t) {
+    return __ldg(table + (first_tile(in) + t) * kTile / fmt::PAGE_SIZE);
+  }
+  __device__ static int row_of(int page, const Instr& in, int t) {
+    asm volatile("" : "+r"(page));
+    return page * fmt::PAGE_SIZE + (first_tile(in) + t) * kTile % fmt::PAGE_SIZE;
   }
 
   // ---------------------------------------------------------------- producer (one warp)
@@ -60,7 +66,7 @@ struct PartialOp {
     const int* table = g.block_table + static_cast<long long>(in.seq) * g.bt_stride;
     const int tiles = num_tiles(in);
     int next = in.steals() ? in.steal_member : 0;  // a steal group's member m starts with tile m
-    int next_row = tile_row(table, in, next);       // looked up while Q is issued
+    int next_page = tile_page(table, in, next);     // looked up while Q is issued
     if (!c.producer_wait(&s.q_empty, c.q_phase ^ 1)) return false;
     if (c.lane == 0) {
       if constexpr (T) s.issue_ts[kStages] = ptx::globaltimer();
@@ -73,11 +79,11 @@ struct PartialOp {
 
     if (!in.steals()) {
       for (int t = 0; t < tiles; ++t) {
-        const int row = next_row;
-        if (t + 1 < tiles) next_row = tile_row(table, in, t + 1);  // in flight while this stage frees
+        const int page = next_page;
+        if (t + 1 < tiles) next_page = tile_page(table, in, t + 1);  // in flight while this stage frees
         if (!c.producer_wait(&s.empty[c.ring.stage], c.ring.phase ^ 1)) return false;
         if (c.lane == 0) s.tile_of[c.ring.stage] = t | (t + 1 == tiles ? kLastTile : 0);
-        issue_tile(c, t, row, true);
+        issue_tile(c, t, row_of(page, in, t), true);
         c.ring.advance();
       }
       return true;
@@ -89,7 +95,7 @@ struct PartialOp {
     for (;;) {
       if (!c.producer_wait(&s.empty[c.ring.stage], c.ring.phase ^ 1)) return false;
       const int t = next;
-      issue_tile(c, t, next_row, false);
+      issue_tile(c, t, row_of(next_page, in, t), false);
       int claim = 0;
       if (c.lane == 0) claim = atomicAdd(counter, 1);
       claim = __shfl_sync(0xffffffff, claim, 0);
@@ -102,7 +108,7 @@ struct PartialOp {
       __syncwarp();
       c.ring.advance();
       if (next >= tiles) return true;
-      next_row = tile_row(table, in, next);
+      next_page = tile_page(table, in, next);
     }
   }
 

@@ -38,6 +38,9 @@ def register(sub) -> None:
     p.add_argument("--merges", default="wide", choices=["wide", "tree"],
                    help="wide (default): deep reduction trees flattened into one level of column-block merges; "
                         "tree: the scheduler's own trees")
+    p.add_argument("--steal", default="on", choices=["on", "off"],
+                   help="on (default): the partials that split a sequence share their KV tiles on the GPU (steal "
+                        "groups); off: each computes its planned range")
     p.add_argument("--sms", type=int, default=None, help="SMs to schedule for (default: all of the GPU's)")
     p.add_argument("--repeat", type=int, default=10, help="timed launches; the median one becomes the trace")
     p.add_argument("--no-timing", action="store_true", help="timing compiled out: report kernel time only")
@@ -59,9 +62,10 @@ def run(args) -> int:
         raise UserError("--no-timing records no events, so there is no trace to write: drop --out or --no-timing")
     result = measure(w, args.scheduler, num_sms=args.sms, repeat=args.repeat, seed=args.seed,
                      shuffle_pages=not args.in_order_pages, timing=not args.no_timing,
-                     event_capacity=args.event_capacity or fmt.DEFAULT_EVENT_CAPACITY, merges=args.merges)
+                     event_capacity=args.event_capacity or fmt.DEFAULT_EVENT_CAPACITY, merges=args.merges,
+                     steal=args.steal == "on")
     times = result.kernel_times_us
-    merges = f", {args.merges} merges"
+    merges = f", {args.merges} merges, steal groups {args.steal}"
     print(f"workload {w.name}: {w.batch} sequences, {w.total_kv} KV tokens, s_q {w.s_q}; scheduler {args.scheduler}{merges}")
     print(f"relative error vs float32 reference: {result.rel_err:.2e}")
     print(f"kernel time (CUDA events, {len(times)} launches): median {statistics.median(times):.1f} us, "

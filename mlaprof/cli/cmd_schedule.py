@@ -27,6 +27,9 @@ def register(sub) -> None:
     p.add_argument("--merges", default="wide", choices=["wide", "tree"],
                    help="wide (default): deep reduction trees flattened into one level of column-block merges; "
                         "tree: the scheduler's own trees")
+    p.add_argument("--steal", default="on", choices=["on", "off"],
+                   help="on (default): the partials that split a sequence share their KV tiles on the GPU (steal "
+                        "groups); off: each computes its planned range")
     p.add_argument("--sm-rates", action="store_true",
                    help="makespan only: also place queues by the cost model's per-SM rates "
                         "(simulation-only gains; see README)")
@@ -38,7 +41,8 @@ def register(sub) -> None:
 
 def describe(t, s_q: int) -> str:
     if t.op.name == "PARTIAL":
-        return f"P s{t.seq}[{t.kv_start}:{t.kv_end}]{'*' if t.final else ''}"
+        steal = f"~g{t.steal}" if t.steal >= 0 else ""  # shares its tiles with steal group g's other members
+        return f"P s{t.seq}[{t.kv_start}:{t.kv_end}]{steal}{'*' if t.final else ''}"
     token = f"q{t.q_start}" if t.q_count < s_q else ""  # a per-query-token reduction
     cols = f"c{t.col_start}+{t.col_count}" if t.counted else ""  # a column-block merge
     return f"R s{t.seq}{token}{cols}({len(t.inputs)}){'*' if t.final else ''}"
@@ -75,7 +79,7 @@ def run(args) -> int:
     names = [args.scheduler] if args.scheduler else list(SCHEDULERS)
     results = {}
     for name in names:
-        s = make_schedule(w, args.sms, name, cost, sm_rates=args.sm_rates, merges=args.merges)
+        s = make_schedule(w, args.sms, name, cost, sm_rates=args.sm_rates, merges=args.merges, steal=args.steal == "on")
         enc = encode(s)
         results[name] = (s, enc, simulate(enc, cost).makespan_ns / 1e3)
 

@@ -27,6 +27,9 @@ def register(sub) -> None:
     p.add_argument("--merges", default="wide", choices=["wide", "tree"],
                    help="wide (default): deep reduction trees flattened into one level of column-block merges; "
                         "tree: the scheduler's own trees")
+    p.add_argument("--steal", default="on", choices=["on", "off"],
+                   help="on (default): the partials that split a sequence share their KV tiles on the GPU (steal "
+                        "groups); off: each computes its planned range")
     p.add_argument("--sm-rates", action="store_true",
                    help="makespan only: also place queues by the cost model's per-SM rates "
                         "(simulation-only gains; see README)")
@@ -56,7 +59,7 @@ def run(args) -> int:
         what = f"{args.instructions} ({enc.schedule.scheduler if enc.schedule else 'bare tensor'})"
     else:
         w = workload_from_args(args)
-        enc = encode(make_schedule(w, args.sms, args.scheduler, cost, sm_rates=args.sm_rates, merges=args.merges))
+        enc = encode(make_schedule(w, args.sms, args.scheduler, cost, sm_rates=args.sm_rates, merges=args.merges, steal=args.steal == "on"))
         what = f"{w.name} / {args.scheduler} on {args.sms} SMs"
     t0 = time.perf_counter()
     trace = simulate(enc, cost, stages=args.stages, jitter=args.jitter, seed=args.seed)

@@ -26,17 +26,17 @@ def _tiles(lo: int, hi: int) -> int:
 
 def share_tiles(schedule: Schedule) -> Schedule:
     """The schedule with its split sequences' partials in steal groups (a new Schedule; the input is kept)."""
-    last_partial: set[int] = set()
-    for q in schedule.queues:
-        partials = [i for i in q if schedule.tasks[i].op == fmt.Opcode.PARTIAL]
-        if partials:
-            last_partial.add(partials[-1])
+    tasks, partial = schedule.tasks, fmt.Opcode.PARTIAL
     by_range: dict[tuple[int, int, int], list[Task]] = {}
-    for t in schedule.tasks:
-        if t.op == fmt.Opcode.PARTIAL and not t.final and t.steal < 0 and t.id in last_partial:
-            by_range.setdefault((t.seq, t.q_start, t.q_count), []).append(t)
+    for q in schedule.queues:
+        for i in reversed(q):  # the SM's last partial
+            t = tasks[i]
+            if t.op is partial:
+                if not t.final and t.steal < 0:
+                    by_range.setdefault((t.seq, t.q_start, t.q_count), []).append(t)
+                break
     group_of: dict[int, int] = {}
-    next_id = 1 + max((t.steal for t in schedule.tasks), default=-1)
+    next_id = 1 + max((t.steal for t in tasks), default=-1)
     for members in by_range.values():
         members.sort(key=lambda t: t.kv_start)
         run: list[Task] = []
@@ -51,5 +51,13 @@ def share_tiles(schedule: Schedule) -> Schedule:
             run = [t] if t is not None else []
     if not group_of:
         return dataclasses.replace(schedule, params={**schedule.params, "steal": 0})
-    tasks = [dataclasses.replace(t, steal=group_of[t.id]) if t.id in group_of else t for t in schedule.tasks]
+    tasks = [_with_steal(t, group_of[t.id]) if t.id in group_of else t for t in tasks]
     return dataclasses.replace(schedule, tasks=tasks, params={**schedule.params, "steal": len(set(group_of.values()))})
+
+
+def _with_steal(t: Task, group: int) -> Task:
+    """``dataclasses.replace(t, steal=group)`` without the generated __init__ (a few us per task: most of a
+    millisecond for a hundred members; plan.tasks_from_lists does the same)."""
+    out = object.__new__(Task)
+    object.__setattr__(out, "__dict__", {**t.__dict__, "steal": group})
+    return out
