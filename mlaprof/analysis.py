@@ -20,6 +20,9 @@ Definitions (all times in µs from the kernel start, the trace's time origin):
   max of INSTRUCTION span durations per opcode.
 * achieved TFLOPS and GB/s: ``Workload.flops`` and ``.bytes`` over the makespan, and over the metadata's
   ``kernel_time_us`` (CUDA-event time of the launch) when the trace has it.
+* steal groups (schedules whose split sequences' partials share their tiles, ``Task.steal``): per group, its
+  members, the tiles each computed (COMPUTE spans) and the spread of the members' last tile ends, which is
+  what the groups exist to shrink.
 * critical path: start from the instruction that ends last. An instruction was held back either by the
   previous instruction on its SM (reason ``queue``) or by the task its *binding* wait was for (reason
   ``wait``); the walk continues from that predecessor. A wait binds when the task it waited for released its
@@ -256,6 +259,7 @@ class Analysis:
     sm_finish_us: np.ndarray
     sm_instructions: np.ndarray
     critical_path: list[CriticalStep]
+    steal_groups: list[dict] = dataclasses.field(default_factory=list)
     notes: list[str] = dataclasses.field(default_factory=list)
     instructions: Instructions | None = dataclasses.field(default=None, repr=False)  # for diff; not in JSON
 
@@ -389,8 +393,38 @@ def analyze(trace: Trace) -> Analysis:
         tflops=tflops, gbps=gbps, tflops_kernel=tflops_k, gbps_kernel=gbps_k, hbm_floor_us=floor,
         sm_busy_us=busy / NS_PER_US, sm_wait_us=wait / NS_PER_US, sm_idle_us=idle / NS_PER_US,
         sm_finish_us=finish / NS_PER_US, sm_instructions=sm_instr,
-        critical_path=critical_path(ins), notes=notes, instructions=ins,
+        critical_path=critical_path(ins), steal_groups=steal_groups(meta.tasks or [], sp), notes=notes,
+        instructions=ins,
     )
+
+
+def steal_groups(tasks: list[dict], sp: Spans) -> list[dict]:
+    """Per steal group: sequence, KV range, members, tiles per member (min/max) and the spread of the members'
+    last tile ends (µs). Empty when the schedule has none."""
+    groups: dict[int, list[dict]] = {}
+    for t in tasks:
+        if t.get("steal", -1) >= 0:
+            groups.setdefault(t["steal"], []).append(t)
+    if not groups:
+        return []
+    comp = sp.kind == Kind.COMPUTE
+    task, end = sp.task[comp], sp.end[comp]
+    order = np.argsort(task, kind="stable")
+    task, end = task[order], end[order]
+    ids, first, counts = np.unique(task, return_index=True, return_counts=True)
+    last_end = np.maximum.reduceat(end, first) if len(first) else end
+    tiles_of = dict(zip(ids.tolist(), counts.tolist()))
+    end_of = dict(zip(ids.tolist(), last_end.tolist()))
+    out = []
+    for g, members in sorted(groups.items()):
+        ids_g = [m["id"] for m in members]
+        tiles = [tiles_of.get(i, 0) for i in ids_g]
+        ends = [end_of[i] for i in ids_g if i in end_of]
+        out.append({"group": g, "seq": members[0]["seq"], "kv_start": min(m["kv_start"] for m in members),
+                    "kv_end": max(m["kv_end"] for m in members), "members": len(members), "tiles": sum(tiles),
+                    "tiles_min": min(tiles), "tiles_max": max(tiles),
+                    "end_spread_us": _us(max(ends) - min(ends)) if ends else 0.0})
+    return out
 
 
 def critical_path(ins: Instructions) -> list[CriticalStep]:

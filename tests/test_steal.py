@@ -209,3 +209,34 @@ def test_any_schedule_with_steal_groups_runs_and_covers_each_tile_once(lens, s_q
     for ts in groups_of(s).values():
         n = -(-ts[-1].kv_end // TILE) - ts[0].kv_start // TILE
         assert sorted(u for t in ts for u in done[t.id]) == list(range(n))
+
+
+def test_info_reports_each_steal_group(capsys):
+    """`mlaprof info` (and its JSON) say, per group, how the tiles were shared and how far apart the members
+    ended; a schedule without groups says nothing about them."""
+    from mlaprof.analysis import analyze
+    from mlaprof.cli.main import main
+    from mlaprof.trace.io import write_trace
+
+    s = make_schedule(NAMED["seed-representative"], 132, "static")
+    trace = simulate(encode(s), jitter=0.05, seed=1)
+    a = analyze(trace)
+    groups = groups_of(s)
+    assert [g["group"] for g in a.steal_groups] == sorted(groups)
+    done = tiles_by_member(trace)
+    for g in a.steal_groups:
+        members = groups[g["group"]]
+        tiles = [len(done[t.id]) for t in members]
+        assert (g["members"], g["tiles"], g["tiles_min"], g["tiles_max"]) == (len(members), sum(tiles), min(tiles),
+                                                                              max(tiles))
+        assert (g["kv_start"], g["kv_end"]) == (members[0].kv_start, members[-1].kv_end) and g["end_spread_us"] >= 0
+    assert a.to_json()["steal_groups"] == a.steal_groups
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        path = write_trace(f"{d}/s.arrow", trace.table, trace.meta)
+        assert main(["info", str(path)]) == 0
+        assert f"steal groups {len(groups)} ({sum(map(len, groups.values()))} partials" in capsys.readouterr().out
+        fixed = simulate(encode(make_schedule(NAMED["seed-representative"], 132, "static", steal=False)))
+        path = write_trace(f"{d}/f.arrow", fixed.table, fixed.meta)
+        assert main(["info", str(path)]) == 0 and "steal groups" not in capsys.readouterr().out
+        assert analyze(fixed).steal_groups == []

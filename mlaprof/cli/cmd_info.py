@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+import numpy as np
+
 EPILOG = """\
 example:
   mlaprof simulate --workload seed-representative --scheduler makespan --out traces/sim.arrow
@@ -86,6 +88,17 @@ def render(trace, a, per_sm: bool = False, steps: int = 12) -> str:
         for r in a.sm_table():
             lines.append(f"  {r['sm']:>4} {r['instructions']:>5} {r['busy_us']:>9.3f} {r['wait_us']:>9.3f} "
                          f"{r['idle_us']:>9.3f} {r['finish_us']:>9.3f}")
+    if a.steal_groups:
+        g = a.steal_groups
+        spread = np.array([x["end_spread_us"] for x in g])
+        widest = g[int(spread.argmax())]
+        lines += [
+            "",
+            f"steal groups {len(g)} ({sum(x['members'] for x in g)} partials share their sequences' tiles): tiles per "
+            f"member {min(x['tiles_min'] for x in g)}..{max(x['tiles_max'] for x in g)}; members' last tiles end "
+            f"within {float(np.median(spread)):.2f} us (median group), {widest['end_spread_us']:.2f} us at most "
+            f"(seq {widest['seq']}, {widest['members']} members)",
+        ]
     cs = a.critical_summary
     lines += [
         "",
