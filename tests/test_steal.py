@@ -240,3 +240,20 @@ def test_info_reports_each_steal_group(capsys):
         path = write_trace(f"{d}/f.arrow", fixed.table, fixed.meta)
         assert main(["info", str(path)]) == 0 and "steal groups" not in capsys.readouterr().out
         assert analyze(fixed).steal_groups == []
+
+
+def test_cli_steal_flag(capsys, tmp_path):
+    from mlaprof.cli.main import main
+
+    assert main(["schedule", "-w", "b1-65536-q1", "-s", "static", "--per-sm"]) == 0
+    out = capsys.readouterr().out
+    assert "steal=1" in out and "~g0" in out
+    assert main(["schedule", "-w", "b1-65536-q1", "-s", "static", "--steal", "off", "--per-sm"]) == 0
+    out = capsys.readouterr().out
+    assert "steal=" not in out and "~g" not in out
+    assert main(["simulate", "-w", "b1-65536-q1", "-s", "static", "--steal", "off", "--out", str(tmp_path / "f.arrow")]) == 0
+    assert main(["simulate", "-w", "b1-65536-q1", "-s", "static", "--out", str(tmp_path / "s.arrow")]) == 0
+    capsys.readouterr()
+    from mlaprof.trace.io import read_trace
+    assert read_trace(tmp_path / "s.arrow").meta.scheduler_params["steal"] == 1
+    assert "steal" not in read_trace(tmp_path / "f.arrow").meta.scheduler_params
