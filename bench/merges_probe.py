@@ -22,7 +22,7 @@ import numpy as np
 def main() -> int:
     import torch
 
-    from mlaprof.bench import _interleaved_graph_us
+    from mlaprof.bench import time_probe_records
     from mlaprof.kernel import Megakernel
     from mlaprof.measure import measure
     from mlaprof.trace.io import write_trace
@@ -70,11 +70,7 @@ def main() -> int:
                 Path(args.traces).mkdir(parents=True, exist_ok=True)
                 write_trace(Path(args.traces) / f"{name}__{sched}__{merges}.arrow", run.trace.table, run.trace.meta)
                 recs[-1]["trace_us"] = round(float(run.trace.table.column("end_ns").to_numpy().max()) / 1e3, 2)
-        times = _interleaved_graph_us([k.launch for k in kernels], args.replays, [k.check for k in kernels])
-        for rec, (plain, covered) in zip(recs, times):
-            rec.update(us_graph=round(plain, 2), us_graph_gpu=round(covered, 2))
-            print(json.dumps(rec), flush=True)
-            rows.append(rec)
+        rows += time_probe_records(recs, kernels, args.replays)
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=1))
     return 0

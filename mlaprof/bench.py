@@ -104,6 +104,19 @@ def _median_graph_us(fn: Callable[[], None], replays: int) -> tuple[float, float
 INTERLEAVE_ROUNDS = 10
 
 
+def time_probe_records(recs: list[dict], kernels, replays: int) -> list[dict]:
+    """The bench/ probes' common last step: time one workload's megakernels interleaved by graph replay
+    (``_interleaved_graph_us``), add ``us_graph`` and ``us_graph_gpu`` to each record, print each as a JSON
+    line and return them."""
+    import json
+
+    times = _interleaved_graph_us([k.launch for k in kernels], replays, [k.check for k in kernels])
+    for rec, (plain, covered) in zip(recs, times):
+        rec.update(us_graph=round(plain, 2), us_graph_gpu=round(covered, 2))
+        print(json.dumps(rec), flush=True)
+    return recs
+
+
 def _interleaved_graph_us(fns: list[Callable[[], None]], replays: int,
                           checks: list[Callable[[], None]] | None = None) -> list[tuple[float, float]]:
     """Median graph-replay time of each of ``fns`` (uncovered, covered: see ``_replay_us``), measured in rounds that take every variant in turn (the

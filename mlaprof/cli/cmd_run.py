@@ -20,6 +20,16 @@ def add_workload_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--s-q", type=int, default=1, help="query tokens per sequence for --lens (1..4)")
 
 
+def add_schedule_shape_args(p: argparse.ArgumentParser) -> None:
+    """How the planned schedule is shaped before it runs (``make_schedule``'s merges and steal)."""
+    p.add_argument("--merges", default="wide", choices=["wide", "tree"],
+                   help="wide (default): deep reduction trees flattened into one level of column-block merges; "
+                        "tree: the scheduler's own trees")
+    p.add_argument("--steal", default="on", choices=["on", "off"],
+                   help="on (default): the partials that split a sequence share their KV tiles on the GPU (steal "
+                        "groups); off: each computes its planned range")
+
+
 def workload_from_args(args):
     from mlaprof import workloads
 
@@ -35,12 +45,7 @@ def register(sub) -> None:
                        description=__doc__, epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_workload_args(p)
     p.add_argument("--scheduler", "-s", default="makespan", choices=["static", "makespan"])
-    p.add_argument("--merges", default="wide", choices=["wide", "tree"],
-                   help="wide (default): deep reduction trees flattened into one level of column-block merges; "
-                        "tree: the scheduler's own trees")
-    p.add_argument("--steal", default="on", choices=["on", "off"],
-                   help="on (default): the partials that split a sequence share their KV tiles on the GPU (steal "
-                        "groups); off: each computes its planned range")
+    add_schedule_shape_args(p)
     p.add_argument("--sms", type=int, default=None, help="SMs to schedule for (default: all of the GPU's)")
     p.add_argument("--repeat", type=int, default=10, help="timed launches; the median one becomes the trace")
     p.add_argument("--no-timing", action="store_true", help="timing compiled out: report kernel time only")

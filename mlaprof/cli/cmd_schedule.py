@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import statistics
 
-from mlaprof.cli.cmd_run import add_workload_args, workload_from_args
+from mlaprof.cli.cmd_run import add_schedule_shape_args, add_workload_args, workload_from_args
 
 EXAMPLE = """example:
   mlaprof schedule --workload seed-representative                 # both schedulers side by side
@@ -24,12 +24,7 @@ def register(sub) -> None:
     add_workload_args(p)
     p.add_argument("--scheduler", "-s", choices=["static", "makespan"], help="one scheduler (default: both)")
     p.add_argument("--sms", type=int, default=132, help="SMs to schedule for (default 132, an H100 SXM)")
-    p.add_argument("--merges", default="wide", choices=["wide", "tree"],
-                   help="wide (default): deep reduction trees flattened into one level of column-block merges; "
-                        "tree: the scheduler's own trees")
-    p.add_argument("--steal", default="on", choices=["on", "off"],
-                   help="on (default): the partials that split a sequence share their KV tiles on the GPU (steal "
-                        "groups); off: each computes its planned range")
+    add_schedule_shape_args(p)
     p.add_argument("--sm-rates", action="store_true",
                    help="makespan only: also place queues by the cost model's per-SM rates "
                         "(simulation-only gains; see README)")
