@@ -37,7 +37,7 @@ class CostModel:
     use unless told otherwise is the one fitted to H100 traces and shipped as package data (``default()``).
     """
 
-    # controller: fetch and decode of one 24-word instruction, pointer and scratch set-up.  A few hundred ns:
+    # controller: fetch and decode of one instruction (its words in one batch), pointer and scratch set-up.  A few hundred ns:
     # a couple of dependent global loads (~600 cycles at 1.98 GHz) plus address arithmetic.  A partial's
     # setup also stages its Q rows, so it has its own constant from a reduction's.
     setup_ns: float = 300.0
