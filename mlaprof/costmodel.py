@@ -37,9 +37,9 @@ class CostModel:
     use unless told otherwise is the one fitted to H100 traces and shipped as package data (``default()``).
     """
 
-    # controller: fetch and decode of one instruction (its words in one batch), pointer and scratch set-up.  A few hundred ns:
-    # a couple of dependent global loads (~600 cycles at 1.98 GHz) plus address arithmetic.  A partial's
-    # setup also stages its Q rows, so it has its own constant from a reduction's.
+    # controller: fetch and decode of one instruction (its words in one batch), pointer and scratch set-up.
+    # A few hundred ns: a couple of dependent global loads (~600 cycles at 1.98 GHz) plus address arithmetic.
+    # A partial's setup also stages its Q rows, so it has its own constant from a reduction's.
     setup_ns: float = 300.0
     reduce_setup_ns: float = 300.0
     # producer, per KV tile: page-table lookup and TMA issue (estimate), plus bytes at this SM's share of HBM:
