@@ -22,10 +22,8 @@ import numpy as np
 def main() -> int:
     import torch
 
-    from mlaprof.bench import time_probe_records
+    from mlaprof.bench import record_probe_trace, time_probe_records
     from mlaprof.kernel import Megakernel
-    from mlaprof.measure import measure
-    from mlaprof.trace.io import write_trace
     from mlaprof.reference import mla_decode_reference, relative_error
     from mlaprof.schedule import make_schedule
     from mlaprof.schedule.encode import encode
@@ -66,10 +64,7 @@ def main() -> int:
             recs.append({"workload": name, "scheduler": sched, "merges": merges, "rel_err": err,
                          "sim_us": round(sim_us, 2), "instructions": int((enc.instructions[..., 0] != 0).sum())})
             if args.traces and merges in ("tree", "wide"):  # what `mlaprof run --merges` records
-                run = measure(w, sched, num_sms=sms, repeat=5, merges=merges)
-                Path(args.traces).mkdir(parents=True, exist_ok=True)
-                write_trace(Path(args.traces) / f"{name}__{sched}__{merges}.arrow", run.trace.table, run.trace.meta)
-                recs[-1]["trace_us"] = round(float(run.trace.table.column("end_ns").to_numpy().max()) / 1e3, 2)
+                recs[-1]["trace_us"] = record_probe_trace(args.traces, w, sched, sms, merges, merges=merges)
         rows += time_probe_records(recs, kernels, args.replays)
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=1))

@@ -22,13 +22,11 @@ import numpy as np
 def main() -> int:
     import torch
 
-    from mlaprof.bench import time_probe_records
+    from mlaprof.bench import record_probe_trace, time_probe_records
     from mlaprof.kernel import Megakernel
-    from mlaprof.measure import measure
     from mlaprof.reference import mla_decode_reference, relative_error
     from mlaprof.schedule import make_schedule
     from mlaprof.schedule.encode import encode
-    from mlaprof.trace.io import write_trace
     from mlaprof.workloads import NAMED, build_tensors
 
     ap = argparse.ArgumentParser()
@@ -62,11 +60,8 @@ def main() -> int:
                              "groups": s.params.get("steal", 0), "rel_err_max": max(errs),
                              "lse_rel_err": relative_error(mk.out_lse, ref_lse)})
                 if args.traces:
-                    run = measure(w, sched, num_sms=sms, repeat=5, steal=steal)
-                    Path(args.traces).mkdir(parents=True, exist_ok=True)
-                    write_trace(Path(args.traces) / f"{name}__{sched}__{recs[-1]['tiles']}.arrow", run.trace.table,
-                                run.trace.meta)
-                    recs[-1]["trace_us"] = round(float(run.trace.table.column("end_ns").to_numpy().max()) / 1e3, 2)
+                    recs[-1]["trace_us"] = record_probe_trace(args.traces, w, sched, sms, recs[-1]["tiles"],
+                                                              steal=steal)
         rows += time_probe_records(recs, kernels, args.replays)
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=1))

@@ -29,6 +29,7 @@ import numpy as np
 
 from mlaprof import format as fmt
 from mlaprof.errors import UserError
+from mlaprof.schedule.steal import tiles_spanned
 from mlaprof.schedule.tasks import Schedule, Task
 from mlaprof.workloads import Workload
 
@@ -171,7 +172,7 @@ def steal_groups(tasks: list[Task]) -> dict[int, list[int]]:
                                   f"[{tasks[b].kv_start}, {tasks[b].kv_end}) are not contiguous: a group's ranges "
                                   "must tile one range")
         lo, hi = tasks[ids[0]].kv_start, tasks[ids[-1]].kv_end
-        n_tiles = -(-hi // fmt.KV_TILE_TOKENS) - lo // fmt.KV_TILE_TOKENS
+        n_tiles = tiles_spanned(lo, hi)
         if n_tiles < len(ids):
             raise EncodeError(f"{where}: {len(ids)} partials share [{lo}, {hi}), only {n_tiles} KV tiles of "
                               f"{fmt.KV_TILE_TOKENS} tokens: each member needs a tile of its own")

@@ -20,7 +20,9 @@ from mlaprof import format as fmt
 from mlaprof.schedule.tasks import Schedule, Task
 
 
-def _tiles(lo: int, hi: int) -> int:
+def tiles_spanned(lo: int, hi: int) -> int:
+    """KV tiles the range [lo, hi) overlaps, as the kernel counts a partial's tiles (aligned blocks): a group
+    needs at least one per member."""
     return -(-hi // fmt.KV_TILE_TOKENS) - lo // fmt.KV_TILE_TOKENS
 
 
@@ -44,7 +46,7 @@ def share_tiles(schedule: Schedule) -> Schedule:
             if t is not None and run and run[-1].kv_end == t.kv_start:
                 run.append(t)
                 continue
-            if len(run) >= 2 and _tiles(run[0].kv_start, run[-1].kv_end) >= len(run):
+            if len(run) >= 2 and tiles_spanned(run[0].kv_start, run[-1].kv_end) >= len(run):
                 for m in run:
                     group_of[m.id] = next_id
                 next_id += 1
