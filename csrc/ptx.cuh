@@ -62,6 +62,13 @@ __device__ __forceinline__ void red_add_relaxed(int* p, int v) {
 __device__ __forceinline__ void red_add_release(int* p, int v) {
   asm volatile("red.release.gpu.global.add.s32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
 }
+// A read-only load issued exactly here, in program order with the other asm (the copies it must precede):
+// the compiler may otherwise move a plain __ldg next to the value's first use.
+__device__ __forceinline__ int ld_nc_here(const int* p) {
+  int v;
+  asm volatile("ld.global.nc.b32 %0, [%1];" : "=r"(v) : "l"(p));
+  return v;
+}
 __device__ __forceinline__ int ld_volatile(const int* p) {
   int v;
   asm volatile("ld.volatile.global.b32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");

@@ -104,16 +104,16 @@ def _median_graph_us(fn: Callable[[], None], replays: int) -> tuple[float, float
 INTERLEAVE_ROUNDS = 10
 
 
-def record_probe_trace(directory, workload, scheduler: str, num_sms: int, label: str, **shape) -> float:
+def record_probe_trace(directory, workload, scheduler: str, num_sms: int, label: str, build=None, **shape) -> float:
     """The bench/ probes' optional trace: one timing-on run of ``workload`` (``measure``, schedule shaped by
-    ``shape``: merges, steal) written as ``directory/<workload>__<scheduler>__<label>.arrow``; returns its
-    makespan in µs."""
+    ``shape``: merges, steal; ``build``: a ``kernel.Build``) written as
+    ``directory/<workload>__<scheduler>__<label>.arrow``; returns its makespan in µs."""
     from pathlib import Path
 
     from mlaprof.measure import measure
     from mlaprof.trace.io import write_trace
 
-    run = measure(workload, scheduler, num_sms=num_sms, repeat=5, **shape)
+    run = measure(workload, scheduler, num_sms=num_sms, repeat=5, build=build, **shape)
     Path(directory).mkdir(parents=True, exist_ok=True)
     write_trace(Path(directory) / f"{workload.name}__{scheduler}__{label}.arrow", run.trace.table, run.trace.meta)
     return round(float(run.trace.table.column("end_ns").to_numpy().max()) / 1e3, 2)

@@ -81,17 +81,42 @@ def require_gpu():
         raise NoGpuError(f"{name} is sm_{major}{minor}; the megakernel is built for sm_90a (Hopper: H100/H200)")
 
 
+@dataclasses.dataclass(frozen=True)
+class Build:
+    """Which megakernel build to load: the project's csrc/ by default. Another source tree (an A/B probe of two
+    versions in one process: `bench/build_ab.py`) or extra preprocessor defines (the GPU test that poisons
+    shared memory: `MLAPROF_POISON_SMEM`) give an extension of its own name, so several load side by side."""
+
+    csrc: Path = CSRC
+    defines: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        if self.csrc == CSRC and not self.defines:
+            return "mlaprof_megakernel"
+        import hashlib
+
+        key = f"{Path(self.csrc).resolve()}|{'|'.join(self.defines)}".encode()
+        return f"mlaprof_megakernel_{hashlib.sha1(key).hexdigest()[:10]}"
+
+
+DEFAULT_BUILD = Build()
+
+
 @functools.cache
-def load_extension(verbose: bool = False):
+def load_extension(build: Build = DEFAULT_BUILD, verbose: bool = False):
     require_gpu()
     from torch.utils.cpp_extension import load
 
+    csrc = Path(build.csrc)
+    if not (csrc / "megakernel.cu").is_file():
+        raise UserError(f"{csrc} holds no megakernel.cu: point the build at a csrc/ directory")
     return load(
-        name="mlaprof_megakernel",
-        sources=[str(CSRC / s) for s in SOURCES],
-        extra_include_paths=[str(CSRC)],
+        name=build.name,
+        sources=[str(csrc / s) for s in SOURCES],
+        extra_include_paths=[str(csrc)],
         extra_cflags=["-O2", "-std=c++17"],
-        extra_cuda_cflags=list(NVCC_FLAGS),
+        extra_cuda_cflags=list(NVCC_FLAGS) + [f"-D{d}" for d in build.defines],
         verbose=verbose or bool(os.environ.get("MLAPROF_BUILD_VERBOSE")),
     )
 
@@ -122,6 +147,7 @@ class Megakernel:
     num_sems: int
     timing: bool = True
     event_capacity: int = fmt.DEFAULT_EVENT_CAPACITY
+    build: Build = DEFAULT_BUILD
 
     def __post_init__(self):
         import torch
@@ -136,7 +162,7 @@ class Megakernel:
                 "a persistent megakernel needs every block resident; schedule for at most that many"
             )
         b, s_q, h, _ = self.tensors.q.shape
-        self.ext = load_extension()
+        self.ext = load_extension(self.build)
         self.instructions = torch.as_tensor(self.instructions, dtype=torch.int32).to(dev).contiguous()
         self.out = torch.empty(b, s_q, h, fmt.HEAD_DIM_V, dtype=torch.bfloat16, device=dev)
         self.out_lse = torch.empty(b, s_q, h, dtype=torch.float32, device=dev)

@@ -98,8 +98,9 @@ class MeasuredRun:
 
 def measure(w: Workload, scheduler: str, *, num_sms: int | None = None, repeat: int = 10, seed: int = 0,
             shuffle_pages: bool = True, cost=None, event_capacity: int = fmt.DEFAULT_EVENT_CAPACITY,
-            timing: bool = True, merges: str = "wide", steal: bool = True) -> MeasuredRun:
-    from mlaprof.kernel import Megakernel, require_gpu
+            timing: bool = True, merges: str = "wide", steal: bool = True, build=None) -> MeasuredRun:
+    """``build``: a ``kernel.Build`` other than the project's csrc/ (A/B probes)."""
+    from mlaprof.kernel import DEFAULT_BUILD, Megakernel, require_gpu
 
     require_gpu()  # before anything heavy: without a GPU the user hears so first
     import torch
@@ -115,7 +116,7 @@ def measure(w: Workload, scheduler: str, *, num_sms: int | None = None, repeat: 
     schedule = make_schedule(w, num_sms, scheduler, cost=cost, merges=merges, steal=steal)
     enc = encode(schedule)
     mk = Megakernel(torch.from_numpy(np.ascontiguousarray(enc.instructions)), tensors, enc.num_slots, enc.num_sems,
-                    timing=timing, event_capacity=event_capacity)
+                    timing=timing, event_capacity=event_capacity, build=build or DEFAULT_BUILD)
     mk.out.fill_(float("nan"))
     mk.run()  # warm-up (and the correctness check below)
     ref, _ = mla_decode_reference(tensors)

@@ -182,14 +182,42 @@ def test_deadlock_returns_with_clear_error_and_next_launch_works():
     _check(mk, t)
 
 
-def test_bad_operand_is_reported():
+@pytest.mark.parametrize("kv_end", [10_000, 900])
+def test_bad_operand_is_reported(kv_end):
+    """Past the block table's row (checked before any load) and inside it but past the sequence's length
+    (the producer has issued Q's copy by the time it sees that)."""
     from mlaprof.kernel import KernelError
 
-    w = Workload("t", (128,), 1)
-    ins, slots, sems = handmade(w, 1, [1])
-    ins[0, 0, fmt.Word.KV_END] = 10_000  # beyond the sequence
+    w = Workload("t", (128, 1000), 1)
+    ins, slots, sems = handmade(w, 1, [1, 1])
+    first = [i for i in range(ins.shape[1]) if ins[0, i, fmt.Word.SEQ] == 0 and ins[0, i, fmt.Word.OPCODE] == fmt.Opcode.PARTIAL][0]
+    ins[0, first, fmt.Word.KV_END] = kv_end  # beyond sequence 0's 128 tokens
     with pytest.raises(KernelError, match="operand out of range"):
         _run(w, ins, slots, sems)
+
+
+@pytest.mark.parametrize("name", ["seed-representative", "b1-65536-q1", "b64-rand256to1024-q4"])
+def test_no_shared_memory_is_read_before_it_is_written(name):
+    """The kernel does not clear shared memory. A build that fills it with NaN bytes first must compute the
+    same outputs bit for bit (planned ranges: steal groups may split tiles differently per launch)."""
+    from mlaprof.kernel import Build, Megakernel
+    from mlaprof.schedule import make_schedule
+    from mlaprof.schedule.encode import encode
+    from mlaprof.workloads import NAMED
+
+    w = NAMED[name]
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
+    enc = encode(make_schedule(w, sms, "static", steal=False))
+    t = build_tensors(w, device="cuda", seed=9, shuffle_pages=True)
+    outs = []
+    for build in (Build(), Build(defines=("MLAPROF_POISON_SMEM",))):
+        mk = Megakernel(torch.from_numpy(enc.instructions), t, enc.num_slots, enc.num_sems, timing=True, build=build)
+        mk.out.fill_(float("nan"))
+        mk.out_lse.fill_(float("nan"))
+        mk.run()
+        _check(mk, t)
+        outs.append((mk.out.clone(), mk.out_lse.clone()))
+    assert torch.equal(outs[0][0], outs[1][0]) and torch.equal(outs[0][1], outs[1][1])
 
 
 @pytest.mark.parametrize("s_q", [1, 4])

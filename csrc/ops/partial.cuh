@@ -19,26 +19,32 @@ struct PartialOp {
   static constexpr int kSRegs = kSNTiles * 4;                          // score accumulators per thread
   static constexpr int kPVSteps = kTile / 16;                          // k16 steps of P V
 
-  __device__ static bool operands_ok(const Globals& g, const Instr& in) {
+  // The checks that need no memory: with them the block table reads stay inside the sequence's row.
+  __device__ static bool shape_ok(const Globals& g, const Instr& in) {
     if (!in.common_ok(g) || in.num_inputs != 0) return false;
-    const int len = __ldg(g.seqlens + in.seq);
-    if (!(in.kv_start >= 0 && in.kv_start < in.kv_end && in.kv_end <= len)) return false;
+    if (!(in.kv_start >= 0 && in.kv_start < in.kv_end && in.kv_end <= g.bt_stride * fmt::PAGE_SIZE)) return false;
     return in.steal_members == 0 || (in.steal_member >= 0 && in.steal_member < in.steal_members &&
                                      in.steal_members <= num_tiles(in) && in.steal_sem >= 0 && in.steal_sem < g.num_sems);
+  }
+  __device__ static bool operands_ok(const Globals& g, const Instr& in) {
+    return shape_ok(g, in) && in.kv_end <= __ldg(g.seqlens + in.seq);
   }
   // Tiles are the aligned kTile-token blocks that overlap the range: always inside one page.
   __device__ static int first_tile(const Instr& in) { return in.kv_start / kTile; }
   __device__ static int num_tiles(const Instr& in) { return (in.kv_end + kTile - 1) / kTile - first_tile(in); }
-  // Tile t of the range through the block table: its page (a global load, issued ahead of its use), then
-  // the cache row. `row_of` first pins the page to that point of the program (an empty asm that rewrites
-  // it): otherwise the compiler may compute the row where the page is loaded, and the producer would wait
-  // for the load there, before the copies it could issue meanwhile (Q's, the previous tile's).
+  // Tile t of the range through the block table: its page, loaded ahead of its use, then the cache row.
   __device__ static int tile_page(const int* table, const Instr& in, int t) {
-    return __ldg(table + (first_tile(in) + t) * kTile / fmt::PAGE_SIZE);
+    return ld_pinned(table + (first_tile(in) + t) * kTile / fmt::PAGE_SIZE);
+  }
+  // A load issued where ld_pinned is and its value first used where use_pinned is (an empty asm that
+  // rewrites it), so that the producer waits for it only there, after the copies it can issue meanwhile.
+  __device__ static __forceinline__ int ld_pinned(const int* p) { return ptx::ld_nc_here(p); }
+  __device__ static __forceinline__ int use_pinned(int v) {
+    asm volatile("" : "+r"(v));
+    return v;
   }
   __device__ static int row_of(int page, const Instr& in, int t) {
-    asm volatile("" : "+r"(page));
-    return page * fmt::PAGE_SIZE + (first_tile(in) + t) * kTile % fmt::PAGE_SIZE;
+    return use_pinned(page) * fmt::PAGE_SIZE + (first_tile(in) + t) * kTile % fmt::PAGE_SIZE;
   }
 
   // ---------------------------------------------------------------- producer (one warp)
@@ -65,6 +71,11 @@ struct PartialOp {
     Smem& s = c.s;
     const int* table = g.block_table + static_cast<long long>(in.seq) * g.bt_stride;
     const int tiles = num_tiles(in);
+    if (!shape_ok(g, in)) return false;
+    // The sequence's length, the first page and Q's copy go out together; the length is checked after Q is
+    // issued (a copy of any rows is safe: the tensor map bounds it), which saves a round trip before the
+    // first copy of every launch.
+    const int len = ld_pinned(g.seqlens + in.seq);
     int next = in.steals() ? in.steal_member : 0;  // a steal group's member m starts with tile m
     int next_page = tile_page(table, in, next);     // looked up while Q is issued
     if (!c.producer_wait(&s.q_empty, c.q_phase ^ 1)) return false;
@@ -76,6 +87,7 @@ struct PartialOp {
     const int q_row = (in.seq * g.s_q + in.q_start) * fmt::NUM_HEADS_Q;  // rows past the tensor are zero-filled
     if (c.lane < kChunks) wg::tma_load_2d(&s.q[c.lane][0][0], &g.q_map, c.lane * kChunkCols, q_row, &s.q_full);
     c.q_phase ^= 1;
+    if (in.kv_end > use_pinned(len)) return false;  // the consumers report it (operands_ok)
 
     if (!in.steals()) {
       for (int t = 0; t < tiles; ++t) {

@@ -48,6 +48,7 @@ struct ReductionOp {
   __device__ static bool produce(Ctx<T>& c, const Instr& in, int instr) {
     const Globals& g = c.g;
     Smem& s = c.s;
+    if (!operands_ok(g, in)) return false;
     const bool by_count = counted(in);
     const int k = by_count ? 1 : in.num_inputs;  // semaphores to wait on
     // One lane per input waits, all at once: serial waits cost a round trip to L2 each even when the inputs
