@@ -62,6 +62,14 @@ __device__ __forceinline__ void red_add_relaxed(int* p, int v) {
 __device__ __forceinline__ void red_add_release(int* p, int v) {
   asm volatile("red.release.gpu.global.add.s32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
 }
+// An L2 policy for data read once: its lines go first when the L2 needs room, so a stream larger than the
+// L2 does not push out what every launch reads again (instructions, block table, lengths, Q, scratch).
+__device__ __forceinline__ uint64_t l2_evict_first() {
+  uint64_t policy;
+  asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(policy));
+  return policy;
+}
+
 // A read-only load issued exactly here, in program order with the other asm (the copies it must precede):
 // the compiler may otherwise move a plain __ldg next to the value's first use.
 __device__ __forceinline__ int ld_nc_here(const int* p) {

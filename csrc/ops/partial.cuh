@@ -62,7 +62,12 @@ struct PartialOp {
       else ptx::mbar_expect_tx(&s.full[stage], kChunks * kKVChunkBytes);
     }
     __syncwarp();
+#ifdef MLAPROF_KV_L2_NORMAL  // A/B switch: KV lines kept like any other (bench/NOTES.md v22)
     if (c.lane < kChunks) wg::tma_load_2d(&s.kv[stage][c.lane][0][0], &c.g.kv_map, c.lane * kChunkCols, row, &s.full[stage]);
+#else
+    if (c.lane < kChunks)
+      wg::tma_load_2d(&s.kv[stage][c.lane][0][0], &c.g.kv_map, c.lane * kChunkCols, row, &s.full[stage], ptx::l2_evict_first());
+#endif
   }
 
   template <bool T>
