@@ -174,23 +174,21 @@ struct PartialOp {
     }
   }
 
-  // Every row valid: a quad's four threads hold 2 columns each of every n8 tile of a row; four tiles at a
-  // time, a 4x4 transpose across the quad gives each thread all 8 columns of one tile, so one 16-byte store
-  // per thread and 64 contiguous bytes per quad replace four 4-byte stores.
+  // The final output (row-major bf16) when every row is valid: a quad's four threads hold 2 columns each of
+  // every n8 tile of a row; four tiles at a time, a 4x4 transpose across the quad gives each thread all 8
+  // columns of one tile, so one 16-byte store per thread and 64 contiguous bytes per quad replace four
+  // 4-byte stores 1 KB apart.
   __device__ static __forceinline__ void store_exchanged(const Globals& g, const Instr& in, const float* o, float inv0,
                                                          float inv1, int r0, int r1, int quad, int wg_idx) {
-    const bool final_out = in.out_slot == fmt::NO_SLOT;
     const int col = wg_idx * kColsPerWarpgroup + quad * 8;  // + 32 per group of four tiles
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
-      const int r = half ? r1 : r0;
-      bf16* out = final_out ? g.out + in.out_row(g, r) * fmt::HEAD_DIM_V + col : nullptr;
-      __half* scratch = final_out ? nullptr : scratch_ptr(g, in, r, col);
+      bf16* out = g.out + in.out_row(g, half ? r1 : r0) * fmt::HEAD_DIM_V + col;
 #pragma unroll
       for (int g4 = 0; g4 < kONTiles / 4; ++g4) {
         uint32_t a[4], b[4];
 #pragma unroll
-        for (int j = 0; j < 4; ++j) a[j] = b[j] = packed_pair(o, g4 * 4 + j, half, half ? inv1 : inv0, final_out);
+        for (int j = 0; j < 4; ++j) a[j] = b[j] = packed_pair(o, g4 * 4 + j, half, half ? inv1 : inv0, true);
         // b[i] becomes thread i's pair of tile g4 * 4 + quad: send partner p what it needs (our a[p])
 #pragma unroll
         for (int x = 1; x < 4; ++x) {
@@ -202,9 +200,7 @@ struct PartialOp {
         const uint32_t own = quad == 0 ? a[0] : quad == 1 ? a[1] : quad == 2 ? a[2] : a[3];
 #pragma unroll
         for (int i = 0; i < 4; ++i) b[i] = quad == i ? own : b[i];
-        const uint4 v = make_uint4(b[0], b[1], b[2], b[3]);
-        if (final_out) *reinterpret_cast<uint4*>(out + g4 * 32) = v;
-        else __stcg(reinterpret_cast<uint4*>(scratch + scratch_step(g4 * 4)), v);
+        *reinterpret_cast<uint4*>(out + g4 * 32) = make_uint4(b[0], b[1], b[2], b[3]);
       }
     }
   }
@@ -380,10 +376,11 @@ struct PartialOp {
         if (r1 < rows) __stcg(g.scratch_lse + in.slot_row(in.out_slot, r1), lse1);
       }
     }
-    // A full 64-row tile stores through the quad exchange (16-byte stores: 5.0 -> 3.0 us per 64 KB partial
-    // on seed-representative); fewer rows store 4-byte pairs, which measured faster there (1.2 vs 2.9 us at
-    // 16 rows, bench/NOTES.md v16).
-    if (rows == kQRows) store_exchanged(g, in, o, inv0, inv1, r0, r1, quad, wg_idx);
+    // Scratch (column blocks: a warp's pair stores fill 256 contiguous bytes per block and n8 tile pair) takes
+    // 4-byte pairs at any row count: 1.4 us per 64-row partial against 3.7 through the quad exchange
+    // (bench/NOTES.md v22). The row-major output takes the exchange's 16-byte stores when all 64 rows are
+    // valid (3.4 us on b132 against 3.8 with pairs, whose rows are 1 KB apart).
+    if (rows == kQRows && in.out_slot == fmt::NO_SLOT) store_exchanged(g, in, o, inv0, inv1, r0, r1, quad, wg_idx);
     else store_pairs(g, in, o, inv0, inv1, r0, r1, rows, quad, wg_idx);
     c.consumer_sync();  // every thread's stores precede the leader's gpu-scope release (cf. grid sync)
     if (c.leader && in.signal_sem != fmt::NO_SEM) semaphore_signal(g.sems + in.signal_sem, in.signal_count);
