@@ -19,15 +19,14 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 
 
 def main() -> int:
     import torch
 
-    from mlaprof.bench import _interleaved_graph_us, record_probe_trace
-    from mlaprof.kernel import CSRC, Build, Megakernel
-    from mlaprof.reference import mla_decode_reference, relative_error
+    from mlaprof.bench import _interleaved_graph_us, checked_probe_kernel, record_probe_trace
+    from mlaprof.kernel import CSRC, Build
+    from mlaprof.reference import mla_decode_reference
     from mlaprof.schedule import make_schedule
     from mlaprof.schedule.encode import encode
     from mlaprof.workloads import NAMED, build_tensors
@@ -53,18 +52,9 @@ def main() -> int:
         ref, _ = mla_decode_reference(t)
         for sched in args.scheduler or ["static", "makespan"]:
             enc = encode(make_schedule(w, sms, sched))
-            ins = torch.from_numpy(np.ascontiguousarray(enc.instructions))
             kernels, errs = {}, {}
             for label, build in builds.items():
-                mk = Megakernel(ins, t, enc.num_slots, enc.num_sems, timing=False, build=build)
-                worst = 0.0
-                for _ in range(5):
-                    mk.out.fill_(float("nan"))
-                    mk.run()
-                    worst = max(worst, relative_error(mk.out.float(), ref))
-                    if int(mk.sems.abs().sum()):
-                        raise SystemExit(f"{name} {sched} {label}: semaphores left set after a launch")
-                kernels[label], errs[label] = mk, worst
+                kernels[label], errs[label] = checked_probe_kernel(enc, t, ref, build=build)
             traces = {}
             if args.traces:
                 for label, build in builds.items():

@@ -16,14 +16,12 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 
 
 def main() -> int:
     import torch
 
-    from mlaprof.bench import record_probe_trace, time_probe_records
-    from mlaprof.kernel import Megakernel
+    from mlaprof.bench import checked_probe_kernel, record_probe_trace, time_probe_records
     from mlaprof.reference import mla_decode_reference, relative_error
     from mlaprof.schedule import make_schedule
     from mlaprof.schedule.encode import encode
@@ -45,19 +43,10 @@ def main() -> int:
         for sched in ("static", "makespan"):
             for steal in (True, False):
                 s = make_schedule(w, sms, sched, steal=steal)
-                enc = encode(s)
-                ins = torch.from_numpy(np.ascontiguousarray(enc.instructions))
-                mk = Megakernel(ins, t, enc.num_slots, enc.num_sems, timing=False)
-                errs = []
-                for _ in range(5):
-                    mk.out.fill_(float("nan"))
-                    mk.run()
-                    errs.append(relative_error(mk.out.float(), ref))
-                    if int(mk.sems.abs().sum()):
-                        raise SystemExit(f"{name} {sched} steal={steal}: semaphores left set after a launch")
+                mk, worst = checked_probe_kernel(encode(s), t, ref)
                 kernels.append(mk)
                 recs.append({"workload": name, "scheduler": sched, "tiles": "steal" if steal else "fixed",
-                             "groups": s.params.get("steal", 0), "rel_err_max": max(errs),
+                             "groups": s.params.get("steal", 0), "rel_err_max": worst,
                              "lse_rel_err": relative_error(mk.out_lse, ref_lse)})
                 if args.traces:
                     recs[-1]["trace_us"] = record_probe_trace(args.traces, w, sched, sms, recs[-1]["tiles"],

@@ -119,6 +119,27 @@ def record_probe_trace(directory, workload, scheduler: str, num_sms: int, label:
     return round(float(run.trace.table.column("end_ns").to_numpy().max()) / 1e3, 2)
 
 
+def checked_probe_kernel(enc, tensors, ref, launches: int = 5, timing: bool = False, build=None):
+    """The bench/ probes' common first step: a Megakernel for an encoded schedule, launched ``launches`` times
+    with the output poisoned first; returns (kernel, worst relative error). Raises SystemExit when a launch
+    leaves a semaphore set (the next launch would start from it)."""
+    import torch
+
+    from mlaprof.kernel import DEFAULT_BUILD, Megakernel
+    from mlaprof.reference import relative_error
+
+    ins = torch.from_numpy(np.ascontiguousarray(enc.instructions))
+    mk = Megakernel(ins, tensors, enc.num_slots, enc.num_sems, timing=timing, build=build or DEFAULT_BUILD)
+    worst = 0.0
+    for _ in range(launches):
+        mk.out.fill_(float("nan"))
+        mk.run()
+        worst = max(worst, relative_error(mk.out.float(), ref))
+        if int(mk.sems.abs().sum()):
+            raise SystemExit("semaphores left set after a launch: the schedule or the kernel is broken")
+    return mk, worst
+
+
 def time_probe_records(recs: list[dict], kernels, replays: int) -> list[dict]:
     """The bench/ probes' common last step: time one workload's megakernels interleaved by graph replay
     (``_interleaved_graph_us``), add ``us_graph`` and ``us_graph_gpu`` to each record, print each as a JSON

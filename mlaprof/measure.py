@@ -98,7 +98,8 @@ class MeasuredRun:
 
 def measure(w: Workload, scheduler: str, *, num_sms: int | None = None, repeat: int = 10, seed: int = 0,
             shuffle_pages: bool = True, cost=None, event_capacity: int = fmt.DEFAULT_EVENT_CAPACITY,
-            timing: bool = True, merges: str = "wide", steal: bool = True, build=None) -> MeasuredRun:
+            timing: bool = True, merges: str = "wide", steal: bool = True, placement: str = "sim",
+            build=None) -> MeasuredRun:
     """``build``: a ``kernel.Build`` other than the project's csrc/ (A/B probes)."""
     from mlaprof.kernel import DEFAULT_BUILD, Megakernel, require_gpu
 
@@ -113,7 +114,7 @@ def measure(w: Workload, scheduler: str, *, num_sms: int | None = None, repeat: 
     facts = gpu_facts()
     num_sms = num_sms or facts["sm_count"]
     tensors = build_tensors(w, device="cuda", seed=seed, shuffle_pages=shuffle_pages)
-    schedule = make_schedule(w, num_sms, scheduler, cost=cost, merges=merges, steal=steal)
+    schedule = make_schedule(w, num_sms, scheduler, cost=cost, merges=merges, steal=steal, placement=placement)
     enc = encode(schedule)
     mk = Megakernel(torch.from_numpy(np.ascontiguousarray(enc.instructions)), tensors, enc.num_slots, enc.num_sems,
                     timing=timing, event_capacity=event_capacity, build=build or DEFAULT_BUILD)

@@ -84,7 +84,7 @@ def _cost(name: str) -> CostModel:
 
 
 def compute_all() -> dict:
-    return {cid: fingerprint(make_schedule(w, sms, sched, _cost(cost), merges="tree", steal=False)) for cid, w, sms, sched, cost in cases()}
+    return {cid: fingerprint(make_schedule(w, sms, sched, _cost(cost), merges="tree", steal=False, placement="plan")) for cid, w, sms, sched, cost in cases()}
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +99,7 @@ def test_golden_covers_every_case(golden):
 @pytest.mark.parametrize("cid,w,sms,sched,cost", cases(), ids=[c[0] for c in cases()])
 def test_schedule_matches_golden(golden, cid, w, sms, sched, cost):
     want = golden[cid]
-    got = fingerprint(make_schedule(w, sms, sched, _cost(cost), merges="tree", steal=False))
+    got = fingerprint(make_schedule(w, sms, sched, _cost(cost), merges="tree", steal=False, placement="plan"))
     assert got["tasks"] == want["tasks"]
     assert got["structure_sha256"] == want["structure_sha256"], "tasks or queues changed"
     for k in ("predicted_makespan_us", "sum_start_us", "sum_end_us", "weighted_end_us"):
@@ -110,7 +110,7 @@ def test_schedule_matches_golden(golden, cid, w, sms, sched, cost):
 @pytest.mark.parametrize("cid,w,sms,sched,cost", cases()[::3], ids=[c[0] for c in cases()[::3]])
 def test_timeline_rounds_equal_loop(cid, w, sms, sched, cost):
     """The numpy round-by-round timeline and the per-SM Python walk agree bit for bit."""
-    s = make_schedule(w, sms, sched, _cost(cost), merges="tree", steal=False)
+    s = make_schedule(w, sms, sched, _cost(cost), merges="tree", steal=False, placement="plan")
     t = s.tasks
     args = ([int(x.op) for x in t], [x.kv_end - x.kv_start for x in t], [len(x.inputs) for x in t],
             [x.final for x in t], [x.inputs for x in t], s.queues, [x.q_count * fmt.NUM_HEADS_Q for x in t],

@@ -46,8 +46,9 @@ def tiles_by_member(trace) -> dict[int, list[int]]:
 @pytest.mark.parametrize("scheduler", ["static", "makespan"])
 def test_groups_are_split_sequences_last_partials(name, scheduler):
     w = NAMED[name]
-    fixed = make_schedule(w, 132, scheduler, steal=False)
-    s = make_schedule(w, 132, scheduler)
+    # as planned (placement.py moves merges by simulated time, which steal groups change)
+    fixed = make_schedule(w, 132, scheduler, steal=False, placement="plan")
+    s = make_schedule(w, 132, scheduler, placement="plan")
     assert [dataclasses.replace(t, steal=-1) for t in s.tasks] == fixed.tasks and s.queues == fixed.queues
     last = {[i for i in q if s.tasks[i].op == P][-1] for q in s.queues if any(s.tasks[i].op == P for i in q)}
     for g, ts in groups_of(s).items():

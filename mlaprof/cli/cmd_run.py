@@ -21,13 +21,16 @@ def add_workload_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_schedule_shape_args(p: argparse.ArgumentParser) -> None:
-    """How the planned schedule is shaped before it runs (``make_schedule``'s merges and steal)."""
+    """How the planned schedule is shaped before it runs (``make_schedule``'s merges, steal and placement)."""
     p.add_argument("--merges", default="wide", choices=["wide", "tree"],
                    help="wide (default): deep reduction trees flattened into one level of column-block merges; "
                         "tree: the scheduler's own trees")
     p.add_argument("--steal", default="on", choices=["on", "off"],
                    help="on (default): the partials that split a sequence share their KV tiles on the GPU (steal "
                         "groups); off: each computes its planned range")
+    p.add_argument("--placement", default="sim", choices=["sim", "plan"],
+                   help="makespan only. sim (default): the merges placed again by simulated time, the ones on the "
+                        "critical path on SMs of their own; plan: as the planner placed them")
 
 
 def workload_from_args(args):
@@ -68,7 +71,7 @@ def run(args) -> int:
     result = measure(w, args.scheduler, num_sms=args.sms, repeat=args.repeat, seed=args.seed,
                      shuffle_pages=not args.in_order_pages, timing=not args.no_timing,
                      event_capacity=args.event_capacity or fmt.DEFAULT_EVENT_CAPACITY, merges=args.merges,
-                     steal=args.steal == "on")
+                     steal=args.steal == "on", placement=args.placement)
     times = result.kernel_times_us
     merges = f", {args.merges} merges, steal groups {args.steal}"
     print(f"workload {w.name}: {w.batch} sequences, {w.total_kv} KV tokens, s_q {w.s_q}; scheduler {args.scheduler}{merges}")

@@ -74,7 +74,8 @@ def run(args) -> int:
     names = [args.scheduler] if args.scheduler else list(SCHEDULERS)
     results = {}
     for name in names:
-        s = make_schedule(w, args.sms, name, cost, sm_rates=args.sm_rates, merges=args.merges, steal=args.steal == "on")
+        s = make_schedule(w, args.sms, name, cost, sm_rates=args.sm_rates, merges=args.merges,
+                          steal=args.steal == "on", placement=args.placement)
         enc = encode(s)
         results[name] = (s, enc, simulate(enc, cost).makespan_ns / 1e3)
 

@@ -54,7 +54,8 @@ def run(args) -> int:
         what = f"{args.instructions} ({enc.schedule.scheduler if enc.schedule else 'bare tensor'})"
     else:
         w = workload_from_args(args)
-        enc = encode(make_schedule(w, args.sms, args.scheduler, cost, sm_rates=args.sm_rates, merges=args.merges, steal=args.steal == "on"))
+        enc = encode(make_schedule(w, args.sms, args.scheduler, cost, sm_rates=args.sm_rates, merges=args.merges,
+                                   steal=args.steal == "on", placement=args.placement))
         what = f"{w.name} / {args.scheduler} on {args.sms} SMs"
     t0 = time.perf_counter()
     trace = simulate(enc, cost, stages=args.stages, jitter=args.jitter, seed=args.seed)
