@@ -7,26 +7,17 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import subprocess
 import uuid
 
 import numpy as np
 
 from mlaprof import __version__
 from mlaprof import format as fmt
+from mlaprof.provenance import git_revision
 from mlaprof.timing import decode_events, overflow_count
 from mlaprof.trace.io import Trace, dictionary_codes
 from mlaprof.trace.schema import KIND_NAMES, ROLE_NAMES, TraceMeta
 from mlaprof.workloads import Workload
-
-
-def git_revision() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=fmt.HEADER_PATH.parent)
-        return out.stdout.strip() if out.returncode == 0 else ""
-    except (OSError, subprocess.SubprocessError):
-        return ""
 
 
 def gpu_facts() -> dict:

@@ -28,7 +28,6 @@ from __future__ import annotations
 import datetime
 import heapq
 import itertools
-import subprocess
 import uuid
 
 import numpy as np
@@ -37,6 +36,7 @@ import mlaprof
 from mlaprof import format as fmt
 from mlaprof.costmodel import CostModel, resolve
 from mlaprof.errors import UserError
+from mlaprof.provenance import git_revision
 from mlaprof.schedule.encode import Encoded
 from mlaprof.timing import decode_events
 from mlaprof.trace.io import Trace
@@ -395,20 +395,6 @@ def run(instructions: np.ndarray, cost: CostModel | None = None, stages: int = f
     return events, counts
 
 
-_GIT_REV: str | None = None
-
-
-def _git_rev() -> str:
-    global _GIT_REV
-    if _GIT_REV is None:
-        try:
-            _GIT_REV = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                      cwd=str(__import__("pathlib").Path(__file__).parent), timeout=5).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            _GIT_REV = ""
-    return _GIT_REV
-
-
 def simulate(encoded: Encoded, cost: CostModel | None = None, stages: int = fmt.KV_STAGES, jitter: float = 0.0, seed: int = 0) -> Trace:
     """The trace the kernel would record for this instruction tensor, on this cost model (None: the
     calibrated H100 model)."""
@@ -425,7 +411,7 @@ def simulate(encoded: Encoded, cost: CostModel | None = None, stages: int = fmt.
                           "compute_ms": round(s.compute_ms, 3) if s else None},
         tasks=s.to_json() if s else [],
         mlaprof_version=mlaprof.__version__,
-        git_rev=_git_rev(),
+        git_rev=git_revision(),
         timer_source="cost-model",
         timer_resolution_ns=1.0,
         run_id=uuid.uuid4().hex[:12],
