@@ -26,20 +26,26 @@ from mlaprof.schedule.tasks import Schedule
 
 
 def _simulated_times(schedule: Schedule, cost) -> tuple[dict[int, tuple[float, float]], float]:
-    """Each task's simulated (start, end) in us and the simulated makespan."""
+    """Each task's simulated (start, end) in us and the simulated makespan, read from the simulator's raw
+    events (its INSTRUCTION records: the instruction index in the header, the task in the tensor)."""
     from mlaprof.schedule.encode import encode
     from mlaprof.sim import run
-    from mlaprof.timing import decode_events
 
     enc = encode(schedule)
     events, counts = run(enc.instructions, cost)
-    table, _ = decode_events(events, counts, enc.instructions)
-    kind = table.column("kind").to_pylist()
-    task = table.column("task").to_numpy()
-    start = table.column("start_ns").to_numpy()
-    end = table.column("end_ns").to_numpy()
-    times = {int(task[i]): (start[i] / 1e3, end[i] / 1e3) for i in range(len(kind)) if kind[i] == "instruction"}
-    return times, float(end.max()) / 1e3 if len(end) else 0.0
+    n = np.minimum(counts, events.shape[1])
+    valid = np.arange(events.shape[1])[None, :] < n[:, None]
+    sm = np.repeat(np.arange(events.shape[0]), n)
+    ev = events[valid]
+    if not len(ev):
+        return {}, 0.0
+    header = ev[:, 0]
+    mine = (header & ((1 << fmt.HEADER_KIND_BITS) - 1)) == fmt.Kind.INSTRUCTION
+    task = enc.instructions[sm[mine], header[mine] >> fmt.HEADER_INSTR_SHIFT, fmt.Word.TASK]
+    start, end = ev[mine, 2] / 1e3, ev[mine, 3] / 1e3
+    t0 = ev[:, 2].min() / 1e3  # the trace's time base: its earliest event
+    times = {int(k): (float(a - t0), float(b - t0)) for k, a, b in zip(task, start, end)}
+    return times, float(ev[:, 3].max() / 1e3 - t0)
 
 
 def place_merges(schedule: Schedule, cost=None) -> Schedule:
