@@ -15,7 +15,6 @@ workload, scheduler and round: ``base_gpu``, ``new_gpu`` (median us), ``delta_pc
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from pathlib import Path
 def main() -> int:
     import torch
 
-    from mlaprof.bench import _interleaved_graph_us, checked_probe_kernel, record_probe_trace
+    from mlaprof.bench import _interleaved_graph_us, checked_probe_kernel, emit_probe_record, record_probe_trace
     from mlaprof.kernel import CSRC, Build
     from mlaprof.reference import mla_decode_reference
     from mlaprof.schedule import make_schedule
@@ -70,10 +69,7 @@ def main() -> int:
                        "new_defines": list(builds["new"].defines)}
                 if traces:
                     rec.update(trace_us_base=traces["base"], trace_us_new=traces["new"])
-                print(json.dumps(rec), flush=True)
-                if args.out:
-                    with open(args.out, "a") as f:
-                        f.write(json.dumps(rec) + "\n")
+                emit_probe_record(rec, args.out)
     return 0
 
 

@@ -13,7 +13,6 @@ us) and ``overhead_pct``. ``--build`` labels the lines, for A/B runs of two sour
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 import numpy as np
@@ -22,7 +21,7 @@ import numpy as np
 def main() -> int:
     import torch
 
-    from mlaprof.bench import _interleaved_graph_us
+    from mlaprof.bench import _interleaved_graph_us, emit_probe_record
     from mlaprof.kernel import Megakernel
     from mlaprof.schedule import make_schedule
     from mlaprof.schedule.encode import encode
@@ -71,10 +70,7 @@ def main() -> int:
             rec = {"build": args.build, "round": r, "workload": name, "scheduler": args.scheduler,
                    "events": events, "off_gpu": round(off_us, 2), "on_gpu": round(on_us, 2),
                    "overhead_pct": round(100 * (on_us / off_us - 1), 2)}
-            print(json.dumps(rec), flush=True)
-            if args.out:
-                with open(args.out, "a") as f:
-                    f.write(json.dumps(rec) + "\n")
+            emit_probe_record(rec, args.out)
     return 0
 
 

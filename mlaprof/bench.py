@@ -140,16 +140,22 @@ def checked_probe_kernel(enc, tensors, ref, launches: int = 5, timing: bool = Fa
     return mk, worst
 
 
+def emit_probe_record(rec: dict, out: str | None = None) -> None:
+    """A probe's result line: one JSON object on stdout, appended to the JSON-lines file ``out`` if given."""
+    print(json.dumps(rec), flush=True)
+    if out:
+        with open(out, "a") as f:
+            f.write(json.dumps(rec) + "\n")
+
+
 def time_probe_records(recs: list[dict], kernels, replays: int) -> list[dict]:
     """The bench/ probes' common last step: time one workload's megakernels interleaved by graph replay
     (``_interleaved_graph_us``), add ``us_graph`` and ``us_graph_gpu`` to each record, print each as a JSON
     line and return them."""
-    import json
-
     times = _interleaved_graph_us([k.launch for k in kernels], replays, [k.check for k in kernels])
     for rec, (plain, covered) in zip(recs, times):
         rec.update(us_graph=round(plain, 2), us_graph_gpu=round(covered, 2))
-        print(json.dumps(rec), flush=True)
+        emit_probe_record(rec)
     return recs
 
 
