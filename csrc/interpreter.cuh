@@ -34,9 +34,10 @@ __global__ void __launch_bounds__(kThreads, 1) interpreter_kernel(const __grid_c
   const int tid = threadIdx.x;
 
   // Shared memory is not cleared: every byte is written before it is read (copies write whole boxes, rows
-  // past the tensors zero-filled; the consumers zero V rows past a sequence's end). Clearing 221 KB cost
-  // ~1 us at every launch's start, before any copy (bench/NOTES.md v22). A test build fills it with NaN
-  // instead and must compute the same outputs bit for bit (tests/test_kernel_gpu.py).
+  // past the tensors zero-filled; the consumers zero V rows past a sequence's end). Clearing 221 KB took
+  // about 1 us at every launch's start, before any copy (with the early Q issue in partial.cuh: -1.6 us
+  // on seed-representative, bench/NOTES.md v22). A test build fills it with NaN instead and must compute
+  // the same outputs bit for bit (tests/test_kernel_gpu.py).
 #ifdef MLAPROF_POISON_SMEM
   for (int i = tid; i < static_cast<int>(sizeof(Smem) / 16); i += kThreads)
     reinterpret_cast<uint4*>(smem_raw)[i] = make_uint4(~0u, ~0u, ~0u, ~0u);
