@@ -64,7 +64,9 @@ def place_merges(schedule: Schedule, cost=None) -> Schedule:
     ready = {i: max(times[j][1] for j in tasks[i].inputs) for i in merges}
     # a merge's own work: its simulated span less any wait for its inputs (one queued early waits in it)
     work = {i: times[i][1] - max(times[i][0], ready[i]) for i in merges}
-    if all(times[i][0] <= ready[i] + 1e-3 for i in merges):
+    partials_first = all(tasks[i].op is partial or all(tasks[j].op is not partial for j in q[k:])
+                         for q in schedule.queues for k, i in enumerate(q))
+    if partials_first and all(times[i][0] <= ready[i] + 1e-3 for i in merges):
         return schedule  # every merge already starts when its inputs are ready: no placement ends sooner
     # each SM's placed merges as one busy span: a merge goes before the first or after the last (merges
     # come in order of falling readiness, so a gap between two placed ones is rarely long enough)
