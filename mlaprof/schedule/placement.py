@@ -9,9 +9,9 @@ ran a merge of sequence 2 and then one of sequence 1, on the critical path).
 This pass asks the simulator (which serves steal claims in time order, as the GPU does) when each partial
 ends, when each merge's inputs are ready and how long the merge works, then places the merges again,
 backwards: the last to be ready first, each where it would finish soonest without moving a merge placed
-before it (before the SM's first placed merge or after its last), so the merges on the critical path get SMs of their own and the
-ones with slack fill in around them (on a tie: the SM with fewer merges, then the one it was on). Each SM
-runs its partials first, in their order, then its merges by planned start. Merges that read only partials
+before it (before the SM's first placed merge or after its last), so the merges on the critical path get
+SMs of their own and the ones with slack fill in around them (on a tie: the SM with fewer merges, then the
+one it was on). Each SM runs its partials first, in their order, then its merges by planned start. Merges that read only partials
 cannot wait on work queued after them; schedules with reduction trees (a reduction reading another) are left
 as they are. The result is simulated once more and kept only if it ends sooner.
 """
@@ -19,6 +19,7 @@ as they are. The result is simulated once more and kept only if it ends sooner.
 from __future__ import annotations
 
 import dataclasses
+
 import numpy as np
 
 from mlaprof import format as fmt
@@ -97,19 +98,18 @@ def place_merges(schedule: Schedule, cost=None) -> Schedule:
                 first[sm] = s
         count[sm] += 1
         start_of[i], sm_of[i] = s, sm
-    placed = [sorted((i for i in merges if sm_of[i] == sm), key=lambda i: (start_of[i], i)) for sm in range(schedule.num_sms)]
+    placed = [sorted((i for i in merges if sm_of[i] == sm), key=lambda i: (start_of[i], i)) for sm in range(n)]
     queues = [[i for i in q if tasks[i].op is partial] + placed[sm] for sm, q in enumerate(schedule.queues)]
     if queues == schedule.queues:
         return schedule
-    new_tasks = [dataclasses.replace(t, sm=sm_of[t.id], est_start_us=start_of[t.id],
-                                     est_end_us=start_of[t.id] + work[t.id]) if t.id in sm_of else t for t in tasks]
-    candidate = dataclasses.replace(schedule, tasks=new_tasks, queues=queues)
+    candidate = dataclasses.replace(schedule, queues=queues)  # the simulator follows the queues, not Task.sm
     sim, after = _simulated_times(candidate, cost)
     if after >= before:
         return schedule
     moved = sum(1 for i in merges if tasks[i].sm != sm_of[i])
     # every task's prediction from that simulation: one time base for partials and merges alike
-    new_tasks = [dataclasses.replace(t, est_start_us=sim[t.id][0], est_end_us=sim[t.id][1]) for t in new_tasks]
+    new_tasks = [dataclasses.replace(t, sm=sm_of.get(t.id, t.sm), est_start_us=sim[t.id][0], est_end_us=sim[t.id][1])
+                 for t in tasks]
     return dataclasses.replace(candidate, tasks=new_tasks, predicted_makespan_us=after,
                                params={**schedule.params, "placed_merges": moved,
                                        "placement": f"{before:.2f} -> {after:.2f} us simulated"})
