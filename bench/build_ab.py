@@ -23,12 +23,12 @@ from pathlib import Path
 def main() -> int:
     import torch
 
-    from mlaprof.bench import _interleaved_graph_us, checked_probe_kernel, emit_probe_record, record_probe_trace
+    from mlaprof.bench import (_interleaved_graph_us, checked_probe_kernel, emit_probe_record, probe_inputs,
+                               record_probe_trace)
     from mlaprof.kernel import CSRC, Build
-    from mlaprof.reference import mla_decode_reference
     from mlaprof.schedule import make_schedule
     from mlaprof.schedule.encode import encode
-    from mlaprof.workloads import NAMED, build_tensors
+    from mlaprof.workloads import NAMED
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--base", default=str(CSRC), help="csrc/ directory of the base build (default: this tree's)")
@@ -46,9 +46,7 @@ def main() -> int:
         raise SystemExit("build_ab: base and new are the same build; give --base another csrc/ or defines")
     sms = torch.cuda.get_device_properties(0).multi_processor_count
     for name in args.workload or list(NAMED):
-        w = NAMED[name]
-        t = build_tensors(w, "cuda", seed=0, shuffle_pages=True)
-        ref, _ = mla_decode_reference(t)
+        w, t, ref, _ = probe_inputs(name)
         for sched in args.scheduler or ["static", "makespan"]:
             enc = encode(make_schedule(w, sms, sched))
             kernels, errs = {}, {}

@@ -16,20 +16,15 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
 
 def main() -> int:
     import torch
 
-    from mlaprof.bench import record_probe_trace, time_probe_records
-    from mlaprof.kernel import Megakernel
-    from mlaprof.reference import mla_decode_reference, relative_error
+    from mlaprof.bench import checked_probe_kernel, probe_inputs, record_probe_trace, time_probe_records
     from mlaprof.schedule import make_schedule
     from mlaprof.schedule.encode import encode
     from mlaprof.schedule.widen import widen_merges
     from mlaprof.sim import simulate
-    from mlaprof.workloads import NAMED, build_tensors
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--workload", action="append")
@@ -41,9 +36,7 @@ def main() -> int:
     sms = torch.cuda.get_device_properties(0).multi_processor_count
     rows = []
     for name in args.workload or ["seed-representative", "b1-65536-q1"]:
-        w = NAMED[name]
-        t = build_tensors(w, "cuda", seed=0, shuffle_pages=True)
-        ref, _ = mla_decode_reference(t)
+        w, t, ref, _ = probe_inputs(name)
         variants = {}
         for sched in ("static", "makespan"):
             tree = make_schedule(w, sms, sched, merges="tree")
@@ -54,11 +47,7 @@ def main() -> int:
         kernels, recs = [], []
         for (sched, merges), s in variants.items():
             enc = encode(s)
-            ins = torch.from_numpy(np.ascontiguousarray(enc.instructions))
-            mk = Megakernel(ins, t, enc.num_slots, enc.num_sems, timing=False)
-            mk.out.fill_(float("nan"))
-            mk.run()
-            err = relative_error(mk.out.float(), ref)
+            mk, err = checked_probe_kernel(enc, t, ref, launches=1)
             sim_us = float(simulate(enc).table.column("end_ns").to_numpy().max()) / 1e3
             kernels.append(mk)
             recs.append({"workload": name, "scheduler": sched, "merges": merges, "rel_err": err,

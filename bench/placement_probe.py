@@ -19,11 +19,9 @@ from pathlib import Path
 def main() -> int:
     import torch
 
-    from mlaprof.bench import checked_probe_kernel, record_probe_trace, time_probe_records
-    from mlaprof.reference import mla_decode_reference
+    from mlaprof.bench import checked_probe_kernel, probe_inputs, record_probe_trace, time_probe_records
     from mlaprof.schedule import make_schedule
     from mlaprof.schedule.encode import encode
-    from mlaprof.workloads import NAMED, build_tensors
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--workload", action="append")
@@ -35,9 +33,7 @@ def main() -> int:
     sms = torch.cuda.get_device_properties(0).multi_processor_count
     rows = []
     for name in args.workload or ["seed-representative", "b64-rand256to1024-q4"]:
-        w = NAMED[name]
-        t = build_tensors(w, "cuda", seed=0, shuffle_pages=True)
-        ref, _ = mla_decode_reference(t)
+        w, t, ref, _ = probe_inputs(name)
         kernels, recs = [], []
         for sched, placement in (("static", "plan"), ("makespan", "plan"), ("makespan", "sim")):
             s = make_schedule(w, sms, sched, placement=placement)

@@ -21,11 +21,11 @@ from pathlib import Path
 def main() -> int:
     import torch
 
-    from mlaprof.bench import checked_probe_kernel, record_probe_trace, time_probe_records
-    from mlaprof.reference import mla_decode_reference, relative_error
+    from mlaprof.bench import checked_probe_kernel, probe_inputs, record_probe_trace, time_probe_records
+    from mlaprof.reference import relative_error
     from mlaprof.schedule import make_schedule
     from mlaprof.schedule.encode import encode
-    from mlaprof.workloads import NAMED, build_tensors
+    from mlaprof.workloads import NAMED
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--workload", action="append")
@@ -36,9 +36,7 @@ def main() -> int:
     sms = torch.cuda.get_device_properties(0).multi_processor_count
     rows = []
     for name in args.workload or list(NAMED):
-        w = NAMED[name]
-        t = build_tensors(w, "cuda", seed=0, shuffle_pages=True)
-        ref, ref_lse = mla_decode_reference(t)
+        w, t, ref, ref_lse = probe_inputs(name)
         kernels, recs = [], []
         for sched in ("static", "makespan"):
             for steal in (True, False):

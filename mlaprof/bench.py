@@ -119,6 +119,18 @@ def record_probe_trace(directory, workload, scheduler: str, num_sms: int, label:
     return round(float(run.trace.table.column("end_ns").to_numpy().max()) / 1e3, 2)
 
 
+def probe_inputs(name: str):
+    """The bench/ probes' inputs for a named workload: (workload, tensors with a shuffled block table, seed 0,
+    the float32 reference O, its LSE)."""
+    from mlaprof.reference import mla_decode_reference
+    from mlaprof.workloads import NAMED, build_tensors
+
+    w = NAMED[name]
+    t = build_tensors(w, "cuda", seed=0, shuffle_pages=True)
+    ref, ref_lse = mla_decode_reference(t)
+    return w, t, ref, ref_lse
+
+
 def checked_probe_kernel(enc, tensors, ref, launches: int = 5, timing: bool = False, build=None):
     """The bench/ probes' common first step: a Megakernel for an encoded schedule, launched ``launches`` times
     with the output poisoned first; returns (kernel, worst relative error). Raises SystemExit when a launch

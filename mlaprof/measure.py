@@ -91,7 +91,9 @@ def measure(w: Workload, scheduler: str, *, num_sms: int | None = None, repeat: 
             shuffle_pages: bool = True, cost=None, event_capacity: int = fmt.DEFAULT_EVENT_CAPACITY,
             timing: bool = True, merges: str = "wide", steal: bool = True, placement: str = "sim",
             build=None) -> MeasuredRun:
-    """``build``: a ``kernel.Build`` other than the project's csrc/ (A/B probes)."""
+    """Run the instrumented megakernel on ``w`` (``repeat`` timed launches after a checked warm-up) and keep the
+    median launch as the trace. ``merges``, ``steal`` and ``placement`` shape the schedule (``make_schedule``);
+    ``build`` is a ``kernel.Build`` other than the project's csrc/ (A/B probes)."""
     from mlaprof.kernel import DEFAULT_BUILD, Megakernel, require_gpu
 
     require_gpu()  # before anything heavy: without a GPU the user hears so first

@@ -27,26 +27,23 @@ from mlaprof.schedule.tasks import Schedule
 
 
 def _simulated_times(schedule: Schedule, cost) -> tuple[dict[int, tuple[float, float]], float]:
-    """Each task's simulated (start, end) in us and the simulated makespan, read from the simulator's raw
-    events (its INSTRUCTION records: the instruction index in the header, the task in the tensor)."""
+    """Each task's simulated (start, end) in us and the simulated makespan (the INSTRUCTION spans of the
+    decoded simulation, as columns)."""
     from mlaprof.schedule.encode import encode
     from mlaprof.sim import run
+    from mlaprof.timing import decode_events
 
     enc = encode(schedule)
-    events, counts = run(enc.instructions, cost)
-    n = np.minimum(counts, events.shape[1])
-    valid = np.arange(events.shape[1])[None, :] < n[:, None]
-    sm = np.repeat(np.arange(events.shape[0]), n)
-    ev = events[valid]
-    if not len(ev):
+    table, _ = decode_events(*run(enc.instructions, cost), enc.instructions)
+    if not table.num_rows:
         return {}, 0.0
-    header = ev[:, 0]
-    mine = (header & ((1 << fmt.HEADER_KIND_BITS) - 1)) == fmt.Kind.INSTRUCTION
-    task = enc.instructions[sm[mine], header[mine] >> fmt.HEADER_INSTR_SHIFT, fmt.Word.TASK]
-    start, end = ev[mine, 2] / 1e3, ev[mine, 3] / 1e3
-    t0 = ev[:, 2].min() / 1e3  # the trace's time base: its earliest event
-    times = {int(k): (float(a - t0), float(b - t0)) for k, a, b in zip(task, start, end)}
-    return times, float(ev[:, 3].max() / 1e3 - t0)
+    kind = table.column("kind").combine_chunks().indices.to_numpy()  # codes are format.Kind values
+    mine = kind == fmt.Kind.INSTRUCTION
+    task = table.column("task").to_numpy()[mine]
+    start = table.column("start_ns").to_numpy()[mine] / 1e3
+    end_ns = table.column("end_ns").to_numpy()
+    times = {int(k): (float(a), float(b)) for k, a, b in zip(task, start, end_ns[mine] / 1e3)}
+    return times, float(end_ns.max()) / 1e3
 
 
 def place_merges(schedule: Schedule, cost=None) -> Schedule:
