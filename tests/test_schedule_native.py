@@ -15,13 +15,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mlaprof import format as fmt
 from mlaprof.costmodel import CostModel, default
 from mlaprof.schedule import make_schedule, native
 from mlaprof.schedule.native import calls
 from mlaprof.schedule.makespan import makespan_schedule
 from mlaprof.schedule.static import static_schedule
 from mlaprof.workloads import NAMED, Workload
-from tests.test_schedule import workloads
+from tests.test_schedule import check_schedule, workloads
 from tests.test_schedule_speed_equivalence import _cost, cases
 
 REPO = Path(__file__).resolve().parent.parent
@@ -210,3 +211,21 @@ def test_more_filler_leaves_than_sms_skips_the_shape_on_both_paths():
     for num_sms in (2, 14):
         got, want = both(lambda: makespan_schedule(Workload("hyp", (1,), 1), num_sms, free))
         assert_same(got, want)
+
+
+@pytest.mark.parametrize("num_sms", [1, 2, 7, 132])
+def test_tiles_that_cost_nothing(num_sms):
+    """A model whose load and compute constants are all 0 (found by the random test above): the planner
+    divides time by a tile's cost, so both mirrors floor it (makespan.MIN_TILE_NS) and still plan every
+    tile, where they divided by zero (Python) or gave up (C)."""
+    free_tiles = CostModel(setup_ns=194.3, reduce_setup_ns=0.0, load_base_ns=0.0, load_byte_ns=0.0,
+                           compute_base_ns=0.0, compute_flop_ns=0.0, compute_short_ns=505.0, reduce_base_ns=1059.6,
+                           reduce_row_ns=0.0, reduce_byte_ns=0.005, counted_base_ns=2023.6, counted_round_ns=954.6,
+                           counted_line_ns=0.0, store_base_ns=1602.3, store_byte_ns=0.00025, reduce_store_ns=302.8,
+                           reduce_fence_ns=0.0, first_load_ns=2005.9, sm_spread=0.112, sem_latency_ns=500.6,
+                           steal_claim_ns=1000.0, row_granule=16)
+    assert free_tiles.partial_linear(fmt.NUM_HEADS_Q, final=False)[1] == 0.0
+    w = Workload("free", (1,) * 108 + (65,), 1)
+    got, want = both(lambda: makespan_schedule(w, num_sms, free_tiles))
+    assert_same(got, want)
+    check_schedule(got, w, num_sms)

@@ -59,6 +59,8 @@ from mlaprof.workloads import Workload
 
 TILE = fmt.KV_TILE_TOKENS
 PARTIAL, REDUCTION = int(fmt.Opcode.PARTIAL), int(fmt.Opcode.REDUCTION)
+MIN_TILE_NS = 1e-3  # the planner's floor on a tile's cost: it divides time by it, and a model whose tiles cost
+# nothing (every load and compute constant at 0) then still packs tiles, 1 ps each, instead of dividing by 0
 TIMED = 1  # rollouts timed on the task-level timeline (those with the smallest closed-form T; a second one
 # changed the answer in 1 of 29 golden cases, by 0.75%, at the cost of a materialisation and a timeline)
 
@@ -68,7 +70,8 @@ class _Costs:
 
     def __init__(self, cost: CostModel, rows: int):
         self.cost, self.rows = cost, rows
-        self.a_p, self.tau = cost.partial_linear(rows, final=False)
+        self.a_p, tau = cost.partial_linear(rows, final=False)
+        self.tau = max(tau, MIN_TILE_NS)
         self.a_f, _ = cost.partial_linear(rows, final=True)
         self.lag = cost.sem_latency_ns - cost.reduce_setup_ns  # input end -> reduction start (setup overlaps the wait)
         row_counts = sorted({fmt.NUM_HEADS_Q, rows})

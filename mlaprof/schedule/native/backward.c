@@ -5,10 +5,15 @@
 #include "backward.h"
 #include "cost.h"
 
+/* makespan.MIN_TILE_NS: the planner divides time by a tile's cost, so a model whose tiles cost nothing packs
+   them at 1 ps each */
+static const double MIN_TILE_NS = 1e-3;
+
 void costs_init(const Model *m, i64 rows, Costs *c) {
-    double a_f, unused;
+    double a_f, unused, tau;
     c->rows = rows;
-    partial_linear(m, rows, 0, &c->a_p, &c->tau);
+    partial_linear(m, rows, 0, &c->a_p, &tau);
+    c->tau = tau > MIN_TILE_NS ? tau : MIN_TILE_NS;
     partial_linear(m, rows, 1, &a_f, &unused);
     c->a_f = a_f;
     c->lag = m->sem_latency_ns - m->reduce_setup_ns; /* input end -> reduction start (setup overlaps the wait) */
