@@ -1,5 +1,4 @@
-"""Merge placement by simulated time (schedule/placement.py): the makespan scheduler's last pass
-(``placement="merges"`` alone; "sim" also chooses the partials' layout, tests/test_every_sm.py)."""
+"""Merge placement by simulated time (schedule/placement.py): the makespan scheduler's last pass."""
 
 from __future__ import annotations
 
@@ -39,7 +38,7 @@ def _check_placed(before, after):
 @pytest.mark.parametrize("name", ["seed-representative", "b64-rand256to1024-q4"])
 def test_makespan_places_merges_by_simulated_time(name):
     plan = make_schedule(NAMED[name], 132, "makespan", placement="plan")
-    placed = make_schedule(NAMED[name], 132, "makespan", placement="merges")
+    placed = make_schedule(NAMED[name], 132, "makespan")
     assert placed.params["placed_merges"] > 0 and "simulated" in placed.params["placement"]
     _check_placed(plan, placed)
 
@@ -56,7 +55,7 @@ def test_the_last_ready_merges_get_sms_of_their_own():
         return n
 
     plan = make_schedule(NAMED["seed-representative"], 132, "makespan", placement="plan")
-    placed = make_schedule(NAMED["seed-representative"], 132, "makespan", placement="merges")
+    placed = make_schedule(NAMED["seed-representative"], 132, "makespan")
     assert behind_another(plan) > 0 and behind_another(placed) == 0
 
 

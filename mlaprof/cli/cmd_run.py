@@ -28,10 +28,9 @@ def add_schedule_shape_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steal", default="on", choices=["on", "off"],
                    help="on (default): the partials that split a sequence share their KV tiles on the GPU (steal "
                         "groups); off: each computes its planned range")
-    p.add_argument("--placement", default="sim", choices=["sim", "merges", "plan"],
-                   help="makespan only. sim (default): the simulator chooses between the plan and a partial on "
-                        "every SM (with steal groups), and places the merges again, the ones on the critical "
-                        "path on SMs of their own; merges: only the merges placed again; plan: as planned")
+    p.add_argument("--placement", default="sim", choices=["sim", "plan"],
+                   help="makespan only. sim (default): the merges placed again by simulated time, the ones on the "
+                        "critical path on SMs of their own; plan: as the planner placed them")
 
 
 def workload_from_args(args):

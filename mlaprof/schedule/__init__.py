@@ -5,8 +5,7 @@ point; both schedulers plan on a ``mlaprof.costmodel.CostModel`` (the defaults, 
 calibrate``). ``merges="wide"`` flattens their deep reduction trees into one level of column-block merges
 (``widen.py``). ``steal=True`` puts the partials that split a sequence into steal groups that share their KV
 tiles on the GPU (``steal.py``). The makespan scheduler then places the merges again by simulated time
-(``placement.py``) and, with steal groups, keeps its schedule or one with a partial on every SM, whichever
-simulates sooner (``every_sm.py``).
+(``placement.py``).
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ from mlaprof.schedule.tasks import Schedule, Task  # noqa: F401
 
 SCHEDULERS = ("static", "makespan")
 MERGES = ("tree", "wide")
-PLACEMENTS = ("sim", "merges", "plan")
+PLACEMENTS = ("sim", "plan")
 
 
 def make_schedule(workload, num_sms: int, scheduler: str, cost=None, sm_rates: bool = False,
@@ -23,9 +22,8 @@ def make_schedule(workload, num_sms: int, scheduler: str, cost=None, sm_rates: b
     """``sm_rates`` (makespan only): also place queues by the cost model's per-SM rates (see makespan.py).
     ``merges``: "tree" keeps the scheduler's reduction trees, "wide" flattens the deep ones (widen.py).
     ``steal``: split sequences' partials share their tiles (steal.py); False keeps each partial's range.
-    ``placement`` (makespan only): "sim" chooses by simulation between the plan and a partial on every SM
-    (every_sm.py, steal groups only) and places the merges again by simulated time (placement.py);
-    "merges" only places the merges again; "plan" keeps the planner's shape and placement."""
+    ``placement`` (makespan only): "sim" places the merges again by simulated time (placement.py), "plan"
+    keeps the planner's placement."""
     from mlaprof.schedule.plan import ScheduleError
 
     if merges not in MERGES:
@@ -59,16 +57,14 @@ def make_schedule(workload, num_sms: int, scheduler: str, cost=None, sm_rates: b
         from mlaprof.schedule.steal import share_tiles
 
         s = share_tiles(s)
-    if scheduler == "makespan" and placement != "plan":
-        # its last pass: the merges placed again by simulated time (placement.py), and with steal groups the
-        # choice of a partial on every SM (every_sm.py)
+    if scheduler == "makespan" and placement == "sim":  # its last pass: the merges placed again by simulated time (placement.py)
         import dataclasses
         import time
 
-        from mlaprof.schedule.every_sm import best_by_simulation
+        from mlaprof.schedule.placement import place_merges
 
         t0 = time.perf_counter()
-        chosen = best_by_simulation(s, cost, merges, steal and placement == "sim")
-        if chosen is not s:
-            s = dataclasses.replace(chosen, compute_ms=s.compute_ms + (time.perf_counter() - t0) * 1e3)
+        placed = place_merges(s, cost)
+        if placed is not s:
+            s = dataclasses.replace(placed, compute_ms=s.compute_ms + (time.perf_counter() - t0) * 1e3)
     return s

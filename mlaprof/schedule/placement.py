@@ -49,26 +49,14 @@ def _simulated_times(schedule: Schedule, cost) -> tuple[dict[int, tuple[float, f
 def place_merges(schedule: Schedule, cost=None) -> Schedule:
     """The schedule with its reductions placed again by simulated time (a new Schedule), or the schedule
     itself when that is not predicted to end sooner (or it has reduction trees)."""
-    return placed_and_simulated(schedule, cost)[0] if _placeable(schedule) else schedule
-
-
-def _placeable(schedule: Schedule) -> bool:
-    """Has merges, and they read only partials (no reduction trees)."""
-    tasks, partial = schedule.tasks, fmt.Opcode.PARTIAL
-    merges = [t for t in tasks if t.op is fmt.Opcode.REDUCTION]
-    return bool(merges) and all(tasks[j].op is partial for t in merges for j in t.inputs)
-
-
-def placed_and_simulated(schedule: Schedule, cost=None) -> tuple[Schedule, float]:
-    """``place_merges`` and the simulated makespan (us) of the schedule it returns."""
     from mlaprof.costmodel import resolve
 
     tasks = schedule.tasks
     partial = fmt.Opcode.PARTIAL
-    cost = resolve(cost)
     merges = [t.id for t in tasks if t.op is fmt.Opcode.REDUCTION]
-    if not _placeable(schedule):
-        return schedule, _simulated_times(schedule, cost)[1]
+    if not merges or any(tasks[j].op is not partial for i in merges for j in tasks[i].inputs):
+        return schedule
+    cost = resolve(cost)
     times, before = _simulated_times(schedule, cost)
     avail = [max((times[i][1] for i in q if tasks[i].op is partial), default=0.0) for q in schedule.queues]
     ready = {i: max(times[j][1] for j in tasks[i].inputs) for i in merges}
@@ -77,7 +65,7 @@ def placed_and_simulated(schedule: Schedule, cost=None) -> tuple[Schedule, float
     partials_first = all(tasks[i].op is partial or all(tasks[j].op is not partial for j in q[k:])
                          for q in schedule.queues for k, i in enumerate(q))
     if partials_first and all(times[i][0] <= ready[i] + 1e-3 for i in merges):
-        return schedule, before  # every merge already starts when its inputs are ready: no placement ends sooner
+        return schedule  # every merge already starts when its inputs are ready: no placement ends sooner
     # each SM's placed merges as one busy span: a merge goes before the first or after the last (merges
     # come in order of falling readiness, so a gap between two placed ones is rarely long enough)
     n = schedule.num_sms
@@ -110,15 +98,15 @@ def placed_and_simulated(schedule: Schedule, cost=None) -> tuple[Schedule, float
     placed = [sorted((i for i in merges if sm_of[i] == sm), key=lambda i: (start_of[i], i)) for sm in range(n)]
     queues = [[i for i in q if tasks[i].op is partial] + placed[sm] for sm, q in enumerate(schedule.queues)]
     if queues == schedule.queues:
-        return schedule, before
+        return schedule
     candidate = dataclasses.replace(schedule, queues=queues)  # the simulator follows the queues, not Task.sm
     sim, after = _simulated_times(candidate, cost)
     if after >= before:
-        return schedule, before
+        return schedule
     moved = sum(1 for i in merges if tasks[i].sm != sm_of[i])
     # every task's prediction from that simulation: one time base for partials and merges alike
     new_tasks = [dataclasses.replace(t, sm=sm_of.get(t.id, t.sm), est_start_us=sim[t.id][0], est_end_us=sim[t.id][1])
                  for t in tasks]
     return dataclasses.replace(candidate, tasks=new_tasks, predicted_makespan_us=after,
                                params={**schedule.params, "placed_merges": moved,
-                                       "placement": f"{before:.2f} -> {after:.2f} us simulated"}), after
+                                       "placement": f"{before:.2f} -> {after:.2f} us simulated"})

@@ -48,25 +48,22 @@ def group_sizes(count: int, fanin: int) -> list[int]:
 
 
 def static_schedule(workload: Workload, num_sms: int, cost: CostModel | None = None, fanin: int = fmt.MAX_FANIN,
-                    per_token: bool | None = None, parts: np.ndarray | None = None) -> Schedule:
-    """``per_token``: None lets the cost model choose between whole and per-token reductions.  ``parts``:
-    each sequence's partial count (``spread_parts``) instead of equal chunks (planned in Python only)."""
+                    per_token: bool | None = None) -> Schedule:
+    """``per_token``: None lets the cost model choose between whole and per-token reductions."""
     t0 = time.perf_counter()
     cost = resolve(cost)
     check_args(num_sms, fanin)
-    # the same plan, in C, where built
-    p = native.static_plan(workload, num_sms, cost, fanin, per_token) if parts is None else None
+    p = native.static_plan(workload, num_sms, cost, fanin, per_token)  # the same plan, in C, where built
     if p is not None:
         tasks, predicted_us = tasks_from_lists(*(p[k] for k in native.COLUMNS)), max(p["end_us"])
     else:
-        p = best_static_plan(workload, num_sms, cost, fanin, per_token, parts)
+        p = best_static_plan(workload, num_sms, cost, fanin, per_token)
         tasks = build_tasks(*(p[k] for k in ("op", "seq", "kv0", "kv1", "inputs", "final", "sm", "start", "end",
                                              "q0", "qn")))
         predicted_us = float(p["end"].max()) / 1e3
-    shape = {"chunk_tokens": p["chunk"]} if parts is None else {"partials": "every SM"}
     return Schedule(
         workload=workload, num_sms=num_sms, queues=p["queues"], scheduler="static", tasks=tasks,
-        params={"fanin": fanin, **shape, "reductions": "per-token" if p["per_token"] else "whole"},
+        params={"fanin": fanin, "chunk_tokens": p["chunk"], "reductions": "per-token" if p["per_token"] else "whole"},
         predicted_makespan_us=predicted_us, compute_ms=(time.perf_counter() - t0) * 1e3,
     )
 
@@ -104,10 +101,10 @@ def merge_levels(frontier: list, fanin: int, merge) -> None:
 
 
 def best_static_plan(workload: Workload, num_sms: int, cost: CostModel, fanin: int = fmt.MAX_FANIN,
-                     per_token: bool | None = None, parts: np.ndarray | None = None) -> dict:
+                     per_token: bool | None = None) -> dict:
     if per_token is None:
         per_token = prefer_per_token(workload, cost, fanin)
-    return static_plan(workload, num_sms, cost, fanin, per_token, parts)
+    return static_plan(workload, num_sms, cost, fanin, per_token)
 
 
 def tree_template(m: int, fanin: int) -> list[tuple[tuple[int, ...], int, int, bool, int]]:
@@ -127,36 +124,11 @@ def tree_template(m: int, fanin: int) -> list[tuple[tuple[int, ...], int, int, b
     return out
 
 
-def spread_parts(lens: np.ndarray, num_sms: int) -> np.ndarray | None:
-    """Each sequence's partial count for partials on every SM: one each, then each next one to whichever
-    sequence has the most tiles per partial, to ``num_sms`` in all (so the largest tiles per partial is as
-    small as any counts could make it; at most one partial per tile).  None when the sequences outnumber
-    the SMs or have fewer tiles than there are SMs.
-
-    Equal chunks in whole tiles round an SM's share up and can leave SMs without a partial (seed-representative:
-    6.3 tiles per SM become chunks of 7, 120 partials on 132 SMs).  Steal groups share a sequence's tiles
-    between its partials at run time, so the counts need not divide the tiles evenly."""
-    tiles = -(-lens // TILE)
-    if len(lens) > num_sms or int(tiles.sum()) < num_sms:
-        return None
-    parts = np.ones(len(lens), dtype=np.int64)
-    heap = [(-t, i) for i, t in enumerate(tiles.tolist()) if t > 1]  # (-tiles per partial, sequence)
-    heapq.heapify(heap)
-    for _ in range(num_sms - len(lens)):
-        _, i = heapq.heappop(heap)
-        parts[i] += 1
-        if parts[i] < tiles[i]:
-            heapq.heappush(heap, (-tiles[i] / parts[i], i))
-    return parts
-
-
-def split_all(lens: np.ndarray, chunk: int, parts: np.ndarray | None = None
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def split_all(lens: np.ndarray, chunk: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``split_even`` for every sequence at once: (seq, kv0, kv1) per chunk in sequence order, and each
-    sequence's chunk count (a sequence no longer than ``chunk`` stays whole; ``parts``: the counts given)."""
+    sequence's chunk count (a sequence no longer than ``chunk`` stays whole)."""
     tiles = -(-lens // TILE)
-    if parts is None:
-        parts = np.where(lens > chunk, np.minimum(-(-lens // chunk), tiles), 1)
+    parts = np.where(lens > chunk, np.minimum(-(-lens // chunk), tiles), 1)
     base, extra = np.divmod(tiles, parts)
     seq = np.repeat(np.arange(len(lens)), parts)
     first = np.cumsum(parts) - parts
@@ -167,10 +139,9 @@ def split_all(lens: np.ndarray, chunk: int, parts: np.ndarray | None = None
 
 
 def static_plan(workload: Workload, num_sms: int, cost: CostModel, fanin: int = fmt.MAX_FANIN,
-                per_token: bool = False, parts: np.ndarray | None = None) -> dict:
+                per_token: bool = False) -> dict:
     """The static schedule as task columns, queues and timeline (no Task objects: cheap to compare), and
-    the timeline's per-task costs (``costs``: to time the same tasks on other queues).  ``parts``: each
-    sequence's partial count instead of equal chunks (``spread_parts``).
+    the timeline's per-task costs (``costs``: to time the same tasks on other queues).
 
     Task ids: the partials in sequence order, then per split sequence its tree (per token: the tree once
     per query token, reduction ids shifted, the leaves shared)."""
@@ -179,7 +150,7 @@ def static_plan(workload: Workload, num_sms: int, cost: CostModel, fanin: int = 
     lens = np.asarray(workload.lens, dtype=np.int64)
     per_sm = -(-workload.total_kv // num_sms)
     chunk = -(-per_sm // TILE) * TILE  # ceil(total / SMs), rounded up to whole KV tiles
-    seq_a, kv0_a, kv1_a, parts = split_all(lens, chunk, parts)
+    seq_a, kv0_a, kv1_a, parts = split_all(lens, chunk)
     num_partials = len(seq_a)
     parts_l = parts.tolist()
     first_l = (np.cumsum(parts) - parts).tolist()
