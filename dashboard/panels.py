@@ -83,7 +83,16 @@ def summary_cards(an) -> list:
         _card("achieved", f"{_fmt(an.tflops, ' TFLOPS')} · {_fmt(an.gbps, ' GB/s', 0)}"),
         _card("instructions / spans", f"{an.num_instructions:,} / {an.num_spans:,}"),
         _card("critical path", f"{crit['steps']} steps, {crit['waits']} waits, {crit['sms']} SMs"),
+        _card("KV stream (middle): SMs · tile interval · rate", _stream(an.kv_stream)),
     ] + [html.Div(n, style={"color": "#8a1f00"}) for n in an.notes]
+
+
+def _stream(k: dict | None) -> str:
+    if not k:
+        return "n/a"
+    if k["tile_interval_us"] is None:
+        return f"{k['sms']} SMs · n/a · {_fmt(k['mean_tbps'], ' TB/s')} mean"
+    return f"{k['streaming_sms']:.0f} SMs · {k['tile_interval_us']:.2f} µs · {_fmt(k['steady_tbps'], ' TB/s')}"
 
 
 _TABLE = {"borderCollapse": "collapse", "margin": "6px 16px 6px 0", "fontSize": "13px"}

@@ -23,6 +23,12 @@ Definitions (all times in µs from the kernel start, the trace's time origin):
 * steal groups (schedules whose split sequences' partials share their tiles, ``Task.steal``): per group, its
   members, the tiles each computed (COMPUTE spans) and the spread of the members' last tile ends, which is
   what the groups exist to shrink.
+* KV stream: the partials' KV tile loads (LOAD spans with a tile index; the Q load has none): SMs, tiles,
+  first start, last end, and the mean rate over that span (whole tiles of ``costmodel.TILE_BYTES``). Then
+  the stream's middle (its span less 20% at each end, where the ramp and the tail are not): the median
+  interval between two tile loads ending on one SM, the median number of SMs with a tile load in flight,
+  and the rate the two imply (SMs x tile / interval). A rate that stays put while the interval grows with
+  the SMs is HBM-bound; an interval that stays put while the rate grows with them is bound by each SM.
 * critical path: start from the instruction that ends last. An instruction was held back either by the
   previous instruction on its SM (reason ``queue``) or by the task its *binding* wait was for (reason
   ``wait``); the walk continues from that predecessor. A wait binds when the task it waited for released its
@@ -260,6 +266,7 @@ class Analysis:
     sm_instructions: np.ndarray
     critical_path: list[CriticalStep]
     steal_groups: list[dict] = dataclasses.field(default_factory=list)
+    kv_stream: dict | None = None
     notes: list[str] = dataclasses.field(default_factory=list)
     instructions: Instructions | None = dataclasses.field(default=None, repr=False)  # for diff; not in JSON
 
@@ -393,7 +400,8 @@ def analyze(trace: Trace) -> Analysis:
         tflops=tflops, gbps=gbps, tflops_kernel=tflops_k, gbps_kernel=gbps_k, hbm_floor_us=floor,
         sm_busy_us=busy / NS_PER_US, sm_wait_us=wait / NS_PER_US, sm_idle_us=idle / NS_PER_US,
         sm_finish_us=finish / NS_PER_US, sm_instructions=sm_instr,
-        critical_path=critical_path(ins), steal_groups=steal_groups(meta.tasks or [], sp), notes=notes,
+        critical_path=critical_path(ins), steal_groups=steal_groups(meta.tasks or [], sp), kv_stream=kv_stream(sp),
+        notes=notes,
         instructions=ins,
     )
 
@@ -424,6 +432,40 @@ def steal_groups(tasks: list[dict], sp: Spans) -> list[dict]:
                     "kv_end": max(m["kv_end"] for m in members), "members": len(members), "tiles": sum(tiles),
                     "tiles_min": min(tiles), "tiles_max": max(tiles),
                     "end_spread_us": _us(max(ends) - min(ends)) if ends else 0.0})
+    return out
+
+
+STREAM_EDGE = 0.2  # the share of the KV stream's span left out at each end for its steady rate (ramp, tail)
+STREAM_SAMPLES = 64  # times in the stream's middle at which the SMs with a load in flight are counted
+
+
+def kv_stream(sp: Spans) -> dict | None:
+    """The KV tile loads' extent and rates (module docstring); None without any. The steady fields are None
+    when no SM has two tile loads ending in the stream's middle."""
+    from mlaprof.costmodel import TILE_BYTES
+
+    tile = (sp.kind == Kind.LOAD) & (sp.aux >= 0) & (sp.opcode == Opcode.PARTIAL)
+    if not tile.any():
+        return None
+    sm, start, end = sp.sm[tile], sp.start[tile], sp.end[tile]
+    t0, t1 = int(start.min()), int(end.max())
+    out = {"sms": int(np.unique(sm).size), "tiles": int(tile.sum()), "start_us": _us(t0), "end_us": _us(t1),
+           "mean_tbps": round(int(tile.sum()) * TILE_BYTES / (t1 - t0) / 1e3, 4) if t1 > t0 else None,
+           "tile_interval_us": None, "streaming_sms": None, "steady_tbps": None}
+    lo, hi = t0 + STREAM_EDGE * (t1 - t0), t1 - STREAM_EDGE * (t1 - t0)
+    mid = (end > lo) & (end <= hi)
+    order = np.lexsort((end[mid], sm[mid]))
+    m_sm, m_end = sm[mid][order], end[mid][order]
+    same_sm = m_sm[1:] == m_sm[:-1]
+    if not same_sm.any():
+        return out
+    interval = float(np.median(np.diff(m_end)[same_sm]))
+    # an SM's load spans do not overlap (one producer), so spans in flight = SMs loading
+    at = np.linspace(lo, hi, STREAM_SAMPLES)
+    in_flight = np.searchsorted(np.sort(start), at, side="right") - np.searchsorted(np.sort(end), at, side="right")
+    streaming = float(np.median(in_flight))
+    out.update(tile_interval_us=_us(interval), streaming_sms=streaming,
+               steady_tbps=round(streaming * TILE_BYTES / interval / 1e3, 4) if interval > 0 else None)
     return out
 
 

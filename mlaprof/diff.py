@@ -158,7 +158,7 @@ class Diff:
     by_kind_us: dict  # kind -> {a, b, delta}
     opcode_mean_us: dict  # opcode -> {a, b, delta} of mean INSTRUCTION duration
     opcode_count: dict
-    rates: dict  # tflops / gbps / load_imbalance -> {a, b, delta}
+    rates: dict  # tflops / gbps / load_imbalance / the KV stream's (STREAM_FIELDS) -> {a, b, delta}
     sms: list[dict]  # the SMs that changed most, most first
     ops: dict | None  # matched mode: counts and delta statistics
     op_changes: OpChanges  # matched mode: every matched op, largest |duration delta| first (empty otherwise)
@@ -274,6 +274,17 @@ def _path_end_delta(aa: Analysis, ab: Analysis) -> float:
     return _r(end(ab) - end(aa))
 
 
+STREAM_FIELDS = {"kv_sms": "sms", "kv_stream_end_us": "end_us", "kv_tile_interval_us": "tile_interval_us",
+                 "kv_steady_tbps": "steady_tbps"}  # diff's rate name -> Analysis.kv_stream's field
+
+
+def _stream_rates(aa: Analysis, ab: Analysis) -> dict:
+    """The KV streams side by side (Analysis.kv_stream): more SMs at a longer interval and the same rate is
+    HBM-bound (bench/NOTES.md v23); a field either trace lacks counts as 0."""
+    ka, kb = aa.kv_stream or {}, ab.kv_stream or {}
+    return {name: _abd(ka.get(f), kb.get(f)) for name, f in STREAM_FIELDS.items()}
+
+
 def diff(a: Trace, b: Trace, analysis_a: Analysis | None = None, analysis_b: Analysis | None = None,
          top_sms: int = 10) -> Diff:
     aa = analysis_a or analyze(a)
@@ -309,7 +320,7 @@ def diff(a: Trace, b: Trace, analysis_a: Analysis | None = None, analysis_b: Ana
         opcode_count={o: _abd(getattr(aa.op_stats.get(o), "count", None), getattr(ab.op_stats.get(o), "count", None))
                       for o in opcodes},
         rates={"tflops": _abd(aa.tflops, ab.tflops), "gbps": _abd(aa.gbps, ab.gbps),
-               "load_imbalance": _abd(aa.load_imbalance, ab.load_imbalance)},
+               "load_imbalance": _abd(aa.load_imbalance, ab.load_imbalance), **_stream_rates(aa, ab)},
         sms=_sm_changes(aa, ab, top_sms), ops=ops, op_changes=changes, critical_path=crit,
     )
 

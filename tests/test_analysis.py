@@ -252,3 +252,58 @@ def test_simulated_trace_invariants(workload, scheduler):
         else:
             assert cur.reason == "wait" and prev.task == cur.waited_for["task"]
             assert prev.task in tasks[cur.task]["inputs"]
+
+
+# ---- the KV stream --------------------------------------------------------------------------------------------
+
+def test_golden_kv_stream(golden):
+    """two_sm.build_a's partial tile loads: SM0 [10,40] [40,70], SM1 [30,60] [60,90] [90,120] [205,225] (the
+    reduction's input loads are not KV tiles). Span 10 -> 225 ns; its middle (43 ns off each end) is
+    (53, 182]: SM1's tiles end there at 60, 90 and 120, 30 ns apart (SM0 has one end there, at 70). Of the 64
+    sample times in it, 9 have two loads in flight, 24 one and 31 none: median one SM."""
+    from mlaprof.costmodel import TILE_BYTES
+
+    k = analyze(golden).kv_stream
+    assert (k["sms"], k["tiles"], k["start_us"], k["end_us"]) == (2, 6, 0.01, 0.225)
+    assert k["mean_tbps"] == pytest.approx(6 * TILE_BYTES / 215 / 1e3, abs=1e-4)
+    assert (k["tile_interval_us"], k["streaming_sms"]) == (0.03, 1.0)
+    assert k["steady_tbps"] == pytest.approx(TILE_BYTES / 30 / 1e3, abs=1e-4)
+
+
+def test_kv_stream_without_a_middle(tmp_path):
+    """One tile per SM: no two ends on one SM in the middle, so only the extent and the mean rate."""
+    b = two_sm.build_a()
+    b.rows = [r for r in b.rows if not (r["kind"] == "load" and r["aux"] > 0)]
+    k = analyze(_trace(tmp_path, b)).kv_stream
+    assert (k["sms"], k["tiles"]) == (2, 3)
+    assert k["tile_interval_us"] is None and k["streaming_sms"] is None and k["steady_tbps"] is None
+    b.rows = [r for r in b.rows if r["kind"] != "load"]
+    assert analyze(_trace(tmp_path, b, "none.arrow")).kv_stream is None
+
+
+def test_kv_stream_of_the_recorded_traces_is_hbm_bound():
+    """bench/NOTES.md v23 in the recorded traces: seed-representative with a partial on every SM (132) streams
+    at the rate it had on 120 SMs, each SM's tiles 11% further apart."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    on_120 = analyze(read_trace(root / "traces" / "seed-representative__makespan.arrow")).kv_stream
+    on_132 = analyze(read_trace(root / "bench/results/probe/v23_every_sm_traces/seed-representative__makespan.arrow")).kv_stream
+    assert (on_120["sms"], on_120["tiles"], on_132["sms"], on_132["tiles"]) == (120, 833, 132, 833)
+    assert (on_120["tile_interval_us"], on_132["tile_interval_us"]) == (2.88, 3.2)
+    assert on_132["steady_tbps"] == pytest.approx(on_120["steady_tbps"], rel=0.02)
+
+
+def test_cli_info_and_diff_show_the_kv_stream(capsys):
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    a = root / "traces" / "seed-representative__makespan.arrow"
+    b = root / "bench/results/probe/v23_every_sm_traces/seed-representative__makespan.arrow"
+    assert main(["info", str(a)]) == 0
+    out = capsys.readouterr().out
+    assert "KV stream   833 tiles on 120 SMs" in out
+    assert "one tile per SM every 2.880 us (median), 120 SMs loading -> 3.07 TB/s" in out
+    assert main(["diff", str(a), str(b)]) == 0
+    out = capsys.readouterr().out
+    assert "kv_tile_interval_us" in out and "+0.320" in out

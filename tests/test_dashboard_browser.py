@@ -22,6 +22,7 @@ from dashboard.app import DEFAULT_DIR, create_app
 from dashboard.data import BAR_KINDS
 from dashboard.synthetic import synthesize, write_examples
 from mlaprof import diff as mdiff
+from mlaprof.analysis import analyze
 from mlaprof.trace.io import read_trace, write_trace
 
 pytestmark = pytest.mark.browser
@@ -149,6 +150,9 @@ def test_traces_draw_every_sm_and_kind(dash_duo, served):
     assert {"corrupt.arrow (error)", "foreign.arrow (error)"} <= labels
     for rel in _one_per_workload(_good(served)):
         _pick(dash_duo, "#trace-a", rel)
+        k = analyze(read_trace(served / rel)).kv_stream  # the summary's KV stream card, as the analysis has it
+        if k and k["tile_interval_us"] is not None:
+            dash_duo.wait_for_contains_text("#summary-cards", f"{k['tile_interval_us']:.2f} µs", timeout=30)
         sms, per_kind = _expected(served / rel)
         drawn = _drawn(dash_duo)
         assert set().union(*drawn.values()) >= sms, rel  # every SM with spans has bars

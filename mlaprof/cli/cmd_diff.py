@@ -56,6 +56,8 @@ def run(args) -> int:
 
 
 def _row(label: str, v: dict, digits: int = 3) -> str:
+    if isinstance(v["a"], int) and isinstance(v["b"], int):  # counts (diff._abd keeps them integers)
+        digits = 0
     return f"  {label:<18} {v['a']:>12.{digits}f} {v['b']:>12.{digits}f} {v['delta']:>+12.{digits}f}"
 
 

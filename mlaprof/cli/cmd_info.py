@@ -88,6 +88,13 @@ def render(trace, a, per_sm: bool = False, steps: int = 12) -> str:
         for r in a.sm_table():
             lines.append(f"  {r['sm']:>4} {r['instructions']:>5} {r['busy_us']:>9.3f} {r['wait_us']:>9.3f} "
                          f"{r['idle_us']:>9.3f} {r['finish_us']:>9.3f}")
+    if a.kv_stream:
+        k = a.kv_stream
+        lines += ["", f"KV stream   {k['tiles']} tiles on {k['sms']} SMs, {k['start_us']:.2f} -> {k['end_us']:.2f} us "
+                      f"({_f(k['mean_tbps'])} TB/s over it)"]
+        if k["tile_interval_us"] is not None:
+            lines.append(f"  middle: one tile per SM every {k['tile_interval_us']:.3f} us (median), "
+                         f"{k['streaming_sms']:.0f} SMs loading -> {_f(k['steady_tbps'])} TB/s")
     if a.steal_groups:
         g = a.steal_groups
         spread = np.array([x["end_spread_us"] for x in g])
