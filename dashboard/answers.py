@@ -20,7 +20,7 @@ from mlaprof.errors import UserError
 
 EMPTY_FIGURE = {"data": [], "layout": {"height": 300, "xaxis": {"visible": False}, "yaxis": {"visible": False}}}
 DEFAULT_WIDGETS = {"kinds": list(BAR_KINDS), "opcodes": ["partial", "reduction"], "sms": None, "seqs": [],
-                   "options": ["boundaries"]}
+                   "options": ["boundaries", "critical"]}
 
 
 def browse(store: TraceStore, current: str | None, clicked: str | None = None):

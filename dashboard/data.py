@@ -30,6 +30,41 @@ class Filters:
     seqs: tuple[int, ...] = ()
     split_roles: bool = False
     boundaries: bool = True
+    critical: bool = True  # the analysis' critical path drawn over the bars
+
+
+@dataclasses.dataclass(frozen=True)
+class CriticalPath:
+    """``mlaprof.analysis``'s critical path, prepared for drawing: per step its SM, the time from which it
+    was on the path (its binding wait's end, else its start) to its end, and for a wait the SM and time of
+    the release it waited for (-1 and NaN otherwise), and a hover line."""
+
+    sm: np.ndarray
+    begin_us: np.ndarray
+    end_us: np.ndarray
+    from_sm: np.ndarray
+    release_us: np.ndarray
+    text: list[str]
+
+    @classmethod
+    def of(cls, steps) -> "CriticalPath":
+        n = len(steps)
+        text = []
+        for k, s in enumerate(steps):
+            w = s.waited_for
+            why = (f"waited {w['wait_us']:.2f} µs for task {w['task']} on SM {w['sm']}" if w else
+                   {"queue": "queued behind the SM's previous instruction", "start": "first on the path"}.get(
+                       s.reason, s.reason))
+            text.append(f"<b>critical path</b> {k + 1}/{n} · SM {s.sm} #{s.instr} · {s.opcode} seq {s.seq} "
+                        f"KV [{s.kv_start}, {s.kv_end})<br>{s.start_us:.3f} → {s.end_us:.3f} µs · {why}")
+        return cls(
+            sm=np.asarray([s.sm for s in steps], np.float32),
+            begin_us=np.asarray([s.waited_for["wait_end_us"] if s.waited_for else s.start_us for s in steps], np.float32),
+            end_us=np.asarray([s.end_us for s in steps], np.float32),
+            from_sm=np.asarray([s.waited_for["sm"] if s.waited_for else -1 for s in steps], np.float32),
+            release_us=np.asarray([s.waited_for["release_us"] if s.waited_for else np.nan for s in steps], np.float32),
+            text=text,
+        )
 
 
 @dataclasses.dataclass
@@ -40,16 +75,20 @@ class GanttData:
     sm_count: int
     makespan_us: float
     label: str  # shown in titles: the file's path under DIR
+    # from the trace's analysis, where the caller has one
+    critical: CriticalPath | None = dataclasses.field(default=None, compare=False)
     # per filter set, the spans that pass and their pyramid (dashboard.prepared); not part of equality
     prepared_cache: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
     prepared_lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False, compare=False)
 
     @classmethod
-    def of(cls, trace: Trace, label: str) -> "GanttData":
+    def of(cls, trace: Trace, label: str, critical_path=None) -> "GanttData":
+        """``critical_path``: ``Analysis.critical_path`` of the same trace, to draw over the bars."""
         sp = Spans.of(trace)
         sm_count = max(int(trace.meta.sm_count), int(sp.sm.max()) + 1 if len(sp) else 1)
         return cls(spans=sp, start_us=sp.start / 1000.0, end_us=sp.end / 1000.0, sm_count=sm_count,
-                   makespan_us=trace.makespan_ns / 1000.0, label=label)
+                   makespan_us=trace.makespan_ns / 1000.0, label=label,
+                   critical=CriticalPath.of(critical_path) if critical_path else None)
 
     @property
     def sequences(self) -> list[int]:

@@ -19,7 +19,7 @@ import math
 import numpy as np
 
 from dashboard import lod, prepared
-from dashboard.data import BAR_KINDS, Filters, GanttData, row_to_y
+from dashboard.data import BAR_KINDS, CriticalPath, Filters, GanttData, row_to_y
 from dashboard.view import View
 from mlaprof.trace.schema import KIND_NAMES, OPCODE_NAMES, ROLE_NAMES
 
@@ -32,6 +32,7 @@ PALETTE = {
     "store": "#CC79A7",  # reddish purple
 }
 BOUNDARY_COLOR = "rgba(0,0,0,0.55)"
+CRITICAL_COLOR = "#000000"  # black: every Okabe-Ito colour is a kind's already
 SM_STATE_COLORS = {"busy": "#0072B2", "wait": "#D55E00", "idle": "#BBBBBB"}
 # painter's order, bottom to top, where spans of two roles overlap in one row: waits only show where nothing
 # else runs (analysis counts wait the same way), computes over the loads they overlap, short setup/store on top
@@ -146,11 +147,15 @@ def gantt_traces(data: GanttData, f: Filters, view: View, plot_px: float, axes: 
         traces, kinds_drawn, sms_drawn = _grid_traces(f, sel.drawn, shown, axes, legend)
     if f.boundaries:
         traces.append(_boundary_trace(sel.mark_sm, sel.mark_x, sel.drawn.raw, axes, legend))
+    critical = data.critical if f.critical and data.critical is not None and len(data.critical.sm) else None
+    if critical is not None:
+        traces += _critical_traces(critical, sel.drawn.raw, axes, legend)
     info = {
         "raw": sel.drawn.raw, "visible_spans": sel.drawn.visible_spans, "bars": len(sel.drawn),
         "bucket_us": 0.0 if sel.drawn.raw else sel.drawn.bucket_us, "boundaries": len(sel.mark_x),
         "rows": (sm_lo, sm_hi), "window": full.x, "kinds_drawn": kinds_drawn,
         "sms_drawn": sorted({int(r) // per_sm for r in sms_drawn}),
+        "critical_steps": 0 if critical is None else len(critical.sm),
     }
     return traces, info
 
@@ -240,6 +245,36 @@ def _boundary_trace(sm, x, raw: bool, axes: dict, legend: bool) -> dict:
         "line": {"color": BOUNDARY_COLOR, "width": 1}, "hoverinfo": "skip", "showlegend": legend,
         "legendrank": 2000, "connectgaps": False, **axes,
     }
+
+
+def _critical_traces(cp: CriticalPath, raw: bool, axes: dict, legend: bool) -> list[dict]:
+    """The critical path over the bars: each step a thick line on its SM's row from when it was on the path
+    to its end, with a marker at each end that names it on hover, and each semaphore hand-off a dotted line
+    from the release on the awaited SM to the waiting step. Like the boundaries: WebGL over raw bars (plotly
+    paints its WebGL canvas above SVG traces, so an SVG line would hide under them), SVG over the
+    aggregated heatmap (no WebGL set-up there)."""
+    kind = "scattergl" if raw else "scatter"
+    nan = np.full(len(cp.sm), np.nan, np.float32)
+    steps = {
+        "type": kind, "mode": "lines+markers", "name": "critical path", "legendgroup": "critical",
+        "legendrank": 2001, "x": typed(np.stack([cp.begin_us, cp.end_us, nan], 1).ravel()),
+        "y": typed(np.stack([cp.sm, cp.sm, nan], 1).ravel()), "text": [t for t in cp.text for _ in range(3)],
+        "hovertemplate": "%{text}<extra></extra>", "line": {"color": CRITICAL_COLOR, "width": 3},
+        "marker": {"color": CRITICAL_COLOR, "size": 6}, "showlegend": legend, "connectgaps": False, **axes,
+    }
+    out = [steps]
+    waits = np.flatnonzero(cp.from_sm >= 0)
+    if len(waits):
+        hand = np.full(len(waits), np.nan, np.float32)
+        out.append({
+            "type": kind, "mode": "lines", "name": "critical path: semaphore hand-off",
+            "legendgroup": "critical", "showlegend": False,
+            "x": typed(np.stack([cp.release_us[waits], cp.begin_us[waits], hand], 1).ravel()),
+            "y": typed(np.stack([cp.from_sm[waits], cp.sm[waits], hand], 1).ravel()),
+            "line": {"color": CRITICAL_COLOR, "width": 1.5, "dash": "dot"}, "hoverinfo": "skip",
+            "connectgaps": False, **axes,
+        })
+    return out
 
 
 def warm(data: GanttData) -> None:

@@ -63,9 +63,11 @@ def _filters(first) -> html.Div:
             dcc.Dropdown(id=IDS["seqs"], multi=True, placeholder="all sequences",
                          options=first.seq_options if first else [], value=[]),
         ]),
-        dcc.Checklist(id=IDS["options"], inline=True, inputStyle={"marginLeft": "8px"}, value=["boundaries"],
+        dcc.Checklist(id=IDS["options"], inline=True, inputStyle={"marginLeft": "8px"},
+                      value=["boundaries", "critical"],
                       options=[{"label": "roles as sub-rows", "value": "split"},
-                               {"label": "instruction boundaries", "value": "boundaries"}]),
+                               {"label": "instruction boundaries", "value": "boundaries"},
+                               {"label": "critical path", "value": "critical"}]),
     ])
 
 

@@ -56,6 +56,7 @@ def filters(kinds, opcodes, sms, seqs, flags) -> Filters:
         seqs=tuple(int(s) for s in (seqs or []) if isinstance(s, (int, float, str)) and str(s).lstrip("-").isdigit()),
         split_roles="split" in flags,
         boundaries="boundaries" in flags,
+        critical="critical" in flags,
     )
 
 

@@ -107,7 +107,7 @@ class TraceStore:
         try:
             trace = read_trace(Path(real))
             an = analysis.analyze(trace)
-            gantt = GanttData.of(trace, rel)
+            gantt = GanttData.of(trace, rel, an.critical_path)
             figures.warm(gantt)
         except UserError as e:
             raise UserError(str(e).replace(real, rel)) from None  # the page shows paths under DIR only

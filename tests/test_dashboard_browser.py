@@ -41,7 +41,7 @@ for (const t of gd._fullData) {
         if (t.z[i][j] > 0) add(axis + '|' + t.meta.kinds[t.z[i][j]], Math.round(t.y[i]));
     continue;
   }
-  if (t.mode !== 'lines') continue;
+  if (t.mode !== 'lines' || t.legendgroup === 'critical') continue;  // the critical path is no kind's bar
   out[axis + '|' + t.legendgroup] = out[axis + '|' + t.legendgroup] || new Set();
   for (let i = 0; i < t.y.length; i++) {
     const v = t.y[i];
@@ -162,11 +162,11 @@ def test_traces_draw_every_sm_and_kind(dash_duo, served):
                 assert drawn.get(f"y|{kind}") == kind_sms, (rel, kind)
             continue
         # aggregated: with roles on sub-rows no kind can hide another, so every kind present must show
-        _set_checklist(dash_duo, "filter-options", {"split", "boundaries"})
+        _set_checklist(dash_duo, "filter-options", {"split", "boundaries", "critical"})
         _until(lambda: "setup" in {k.split("|")[1] for k, v in _drawn(dash_duo).items() if v}, timeout=30)
         split = {k.split("|")[1] for k, v in _drawn(dash_duo).items() if v}
         assert split >= set(per_kind), rel
-        _set_checklist(dash_duo, "filter-options", {"boundaries"})
+        _set_checklist(dash_duo, "filter-options", {"boundaries", "critical"})
 
 
 def test_filters_zoom_and_diff(dash_duo, served):
@@ -186,6 +186,17 @@ def test_filters_zoom_and_diff(dash_duo, served):
         setTimeout(() => { const h = gd.querySelector('.hovertext'); done(h ? h.textContent : null); }, 300);""")
     for words in ("compute", "SM ", "instruction ", "sequence ", "query tokens", "KV [", "start ", "duration "):
         assert label and words in label, (words, label)
+
+    # the critical path over the bars, on by default, one point per step end; the checkbox takes it away
+    critical = """return document.querySelector('#gantt .js-plotly-plot')._fullData
+                  .filter(t => t.name === 'critical path').map(t => t.x.filter(v => v === v).length);"""
+    steps = len(analyze(t).critical_path)
+    _until(lambda: dash_duo.driver.execute_script(critical) == [2 * steps], timeout=30)
+    boxes = {"split": False, "boundaries": True, "critical": False}
+    _set_checklist(dash_duo, "filter-options", {k for k, on in boxes.items() if on})
+    _until(lambda: dash_duo.driver.execute_script(critical) == [], timeout=30)
+    _set_checklist(dash_duo, "filter-options", {"boundaries", "critical"})
+    _until(lambda: dash_duo.driver.execute_script(critical) == [2 * steps], timeout=30)
 
     # opcode filter: only reductions, so only the SMs that ran one
     _set_checklist(dash_duo, "filter-opcodes", {"reduction"})

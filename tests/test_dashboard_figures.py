@@ -132,3 +132,54 @@ def test_summary_figures_show_the_library_numbers(trace):
     assert {h["name"] for h in hist} == {"partial", "reduction"}
     assert sum(len(_decode(h["x"])) for h in hist) == an.num_instructions
     json.dumps(fig)  # plain JSON-able dicts
+
+
+# ---- the critical path over the bars ---------------------------------------------------------------------------
+
+def _critical(fig):
+    steps = [t for t in fig["data"] if t.get("name") == "critical path"]
+    hand = [t for t in fig["data"] if t.get("name") == "critical path: semaphore hand-off"]
+    return steps, hand
+
+
+def test_critical_path_is_drawn_step_by_step(trace):
+    """Each step of the analysis' path on its SM's row, from its binding wait's end (or its start) to its end;
+    each binding wait a dotted hand-off from the release on the awaited SM; hover names the step."""
+    path = analysis.analyze(trace).critical_path
+    assert any(s.waited_for for s in path) and len(path) >= 2
+    d = GanttData.of(trace, "t.arrow", path)
+    fig, info = figures.gantt_figure(d, Filters(), View())
+    (steps,), hand = _critical(fig)
+    assert info["critical_steps"] == len(path) and steps["type"] == "scattergl"  # WebGL over WebGL bars
+    x, y = _decode(steps["x"]).reshape(-1, 3), _decode(steps["y"]).reshape(-1, 3)
+    begin = [s.waited_for["wait_end_us"] if s.waited_for else s.start_us for s in path]
+    np.testing.assert_allclose(x[:, 0], begin, rtol=1e-6)
+    np.testing.assert_allclose(x[:, 1], [s.end_us for s in path], rtol=1e-6)
+    np.testing.assert_array_equal(y[:, 0], [s.sm for s in path])
+    assert f"{len(path)}/{len(path)} · SM {path[-1].sm} #{path[-1].instr}" in steps["text"][-1]
+    waits = [s for s in path if s.waited_for]
+    hx, hy = _decode(hand[0]["x"]).reshape(-1, 3), _decode(hand[0]["y"]).reshape(-1, 3)
+    np.testing.assert_allclose(hx[:, 0], [s.waited_for["release_us"] for s in waits], rtol=1e-6)
+    np.testing.assert_array_equal(hy[:, :2], [[s.waited_for["sm"], s.sm] for s in waits])
+
+
+def test_critical_path_off_absent_and_aggregated(trace):
+    path = analysis.analyze(trace).critical_path
+    d = GanttData.of(trace, "t.arrow", path)
+    fig, info = figures.gantt_figure(d, Filters(critical=False), View())
+    assert _critical(fig) == ([], []) and info["critical_steps"] == 0
+    fig, info = figures.gantt_figure(GanttData.of(trace, "t.arrow"), Filters(), View())  # no analysis given
+    assert _critical(fig) == ([], []) and info["critical_steps"] == 0
+    fig, info = figures.gantt_figure(d, Filters(), View(), raw_limit=100)  # aggregated: still drawn
+    assert not info["raw"] and [t["type"] for t in _critical(fig)[0]] == ["scatter"]  # SVG over the heatmap
+    b = GanttData.of(trace, "b.arrow", path)
+    fig, ia, ib = figures.diff_figure(d, b, Filters(), View())  # both panels, one legend entry
+    steps, _ = _critical(fig)
+    assert [t["yaxis"] for t in steps] == ["y", "y2"] and [t["showlegend"] for t in steps] == [True, False]
+
+
+def test_critical_path_checkbox():
+    from dashboard.panels import filters
+
+    assert filters(BAR_KINDS, ["partial"], None, [], ["critical"]).critical
+    assert not filters(BAR_KINDS, ["partial"], None, [], ["boundaries"]).critical
