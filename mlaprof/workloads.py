@@ -15,6 +15,13 @@ class WorkloadError(UserError):
     """A workload definition that cannot be used; the message says what to change."""
 
 
+# The megakernel runs one GPU's decode step: 128 Mi tokens of latent KV are 155 GB of bf16, more than one H200
+# holds; at that size the planners and the simulator still answer within about a minute (one sequence of
+# 2^27 tokens: 60 s for `mlaprof schedule` on the 2-core CPU machine).
+MAX_TOTAL_KV_TOKENS = 1 << 27
+MAX_SEQUENCES = 1 << 16  # a batch far past any decode step's; 65,536 sequences plan in ~8 s
+
+
 @dataclasses.dataclass(frozen=True)
 class Workload:
     name: str
@@ -30,6 +37,13 @@ class Workload:
             raise WorkloadError(f"workload {self.name!r}: no sequences; give at least one KV length")
         if any(int(n) < 1 for n in self.lens):
             raise WorkloadError(f"workload {self.name!r}: every KV length must be >= 1, got {min(self.lens)}")
+        if len(self.lens) > MAX_SEQUENCES:
+            raise WorkloadError(f"workload {self.name!r}: {len(self.lens)} sequences; at most {MAX_SEQUENCES} "
+                                "(one GPU's decode step): split the batch")
+        if sum(int(n) for n in self.lens) > MAX_TOTAL_KV_TOKENS:
+            raise WorkloadError(f"workload {self.name!r}: {sum(int(n) for n in self.lens)} KV tokens in all; at most "
+                                f"{MAX_TOTAL_KV_TOKENS} ({MAX_TOTAL_KV_TOKENS * fmt.HEAD_DIM_QK * 2 / 1e9:.0f} GB of "
+                                "bf16 KV, more than one GPU holds): shorten the sequences or split the batch")
         if not 1 <= self.s_q <= fmt.MAX_S_Q:
             raise WorkloadError(f"workload {self.name!r}: s_q must be 1..{fmt.MAX_S_Q}, got {self.s_q}")
         if min(self.lens) < self.s_q:

@@ -208,6 +208,10 @@ def test_sm_rates_flag_reaches_the_scheduler(tmp_path, capsys):
     (["schedule", "-w", "b1-65536-q1", "--cost", "missing.json"], "no such cost model"),
     (["simulate", "-w", "b1-65536-q1", "--stages", "0", "--out", "x.arrow"], "--stages"),
     (["simulate", "--instructions", "missing.npz", "--out", "x.arrow"], "no such instruction file"),
+    # past one GPU's KV (the planners and the simulator would take many minutes, or overflow int32 words)
+    (["schedule", "--lens", "100000000000000000000"], "at most 134217728"),
+    (["simulate", "--lens", "67108864,67108865", "--out", "x.arrow"], "split the batch"),
+    (["schedule", "--lens", ",".join(["1"] * 65537)], "at most 65536"),
 ])
 def test_cli_errors_are_one_line(argv, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
