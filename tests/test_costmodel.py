@@ -116,3 +116,6 @@ def test_calibrate_cli(noisy_traces, tmp_path, capsys):
     assert model.load_byte_ns == pytest.approx(TRUE.load_byte_ns, rel=0.03)
     assert main(["calibrate", str(tmp_path / "nope.arrow"), "--out", str(tmp_path / "x.json")]) == 2
     assert "no such trace" in capsys.readouterr().err
+    assert main(["calibrate", *map(str, paths), "--out", "/proc/cost.json"]) == 2  # cannot be written: one line
+    err = capsys.readouterr().err.strip()
+    assert "cannot use /proc/cost.json" in err and len(err.splitlines()) == 1

@@ -212,6 +212,8 @@ def test_sm_rates_flag_reaches_the_scheduler(tmp_path, capsys):
     (["schedule", "--lens", "100000000000000000000"], "at most 134217728"),
     (["simulate", "--lens", "67108864,67108865", "--out", "x.arrow"], "split the batch"),
     (["schedule", "--lens", ",".join(["1"] * 65537)], "at most 65536"),
+    # an output path that cannot be written: one line naming it (cli.main's file-system net)
+    (["schedule", "-w", "b1-65536-q1", "-s", "static", "--out", "/proc/p.npz"], "cannot use /proc/p.npz"),
 ])
 def test_cli_errors_are_one_line(argv, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

@@ -97,12 +97,34 @@ def test_write_failing_midway_leaves_existing_file_byte_identical(tmp_path, monk
 
     monkeypatch.setattr(pa.ipc, "new_file", failing_new_file)
     b = two_sm.build_b()
-    with pytest.raises(Boom):
+    with pytest.raises(TraceError, match="cannot write .*a.arrow: disk full; nothing was changed there"):
         write_trace(path, b.table(), b.meta)
     monkeypatch.undo()
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.arrow"]
     assert read_trace(path).meta.scheduler == "golden-a"
+
+
+@pytest.mark.parametrize("where, phrase", [
+    ("folder", "it is a folder"),
+    ("under_a_file/t.arrow", "a part of its folder path is a file"),
+    ("/proc/t.arrow", "cannot write /proc/t.arrow"),
+])
+def test_unwritable_paths_give_one_line(tmp_path, capsys, where, phrase):
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "under_a_file").write_text("x")
+    target = where if where.startswith("/") else str(tmp_path / where)
+    b = two_sm.build_a()
+    with pytest.raises(TraceError, match=phrase):
+        write_trace(target, b.table(), b.meta)
+    assert main(["simulate", "-w", "b1-65536-q1", "--out", target]) == 2
+    err = capsys.readouterr().err.strip()
+    assert phrase in err and len(err.splitlines()) == 1
+
+
+def test_reading_a_folder_says_so(tmp_path, capsys):
+    assert main(["info", str(tmp_path)]) == 2
+    assert "a folder, not a trace file" in capsys.readouterr().err
 
 
 def _bad_files(tmp_path: Path) -> dict[str, tuple[Path, str]]:

@@ -1,6 +1,7 @@
 """The ``mlaprof`` command: one module per sub-command (``cmd_<name>.py``), each with ``register`` and ``run``.
 
-Errors a user can cause (``mlaprof.errors.UserError``) print one line and exit 2; nothing else is caught.
+Errors a user can cause (``mlaprof.errors.UserError``) print one line and exit 2, and so does a file-system
+error on a named path (an ``--out`` in a folder that cannot be written, say); nothing else is caught.
 """
 
 from __future__ import annotations
@@ -72,6 +73,11 @@ def main(argv: list[str] | None = None) -> int:
         # stdout at /dev/null keeps Python's exit-time flush from printing a second error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except OSError as e:
+        if e.filename is None:
+            raise
+        print(f"mlaprof {args.command}: error: cannot use {e.filename}: {e.strerror or e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

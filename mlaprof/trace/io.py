@@ -80,8 +80,15 @@ def write_trace(path: str | os.PathLike, table: pa.Table, meta: TraceMeta) -> Pa
     validate_table(table, meta, where=str(path))
     schema = table.schema.with_metadata({META_KEY: meta.to_bytes()})
     table = table.replace_schema_metadata(schema.metadata)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    if path.is_dir():
+        raise TraceError(f"cannot write {path}: it is a folder; give a file name (.arrow)")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except (FileExistsError, NotADirectoryError):
+        raise TraceError(f"cannot write {path}: a part of its folder path is a file, not a folder") from None
+    except OSError as e:  # a read-only or special folder, no permission
+        raise TraceError(f"cannot write {path}: {e.strerror or e}") from None
     umask = os.umask(0)
     os.umask(umask)
     os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; a trace is an ordinary file for others to read
@@ -92,11 +99,13 @@ def write_trace(path: str | os.PathLike, table: pa.Table, meta: TraceMeta) -> Pa
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(e, OSError):  # disk full, quota: the old file (if any) is still there
+            raise TraceError(f"cannot write {path}: {e.strerror or e}; nothing was changed there") from None
         raise
     return path
 
@@ -106,6 +115,8 @@ def read_trace(path: str | os.PathLike, validate: bool = True) -> Trace:
     from mlaprof.trace.validate import validate_table
 
     path = Path(path)
+    if path.is_dir():
+        raise TraceError(f"{path}: a folder, not a trace file (the dashboard takes folders: mlaprof dash {path})")
     if not path.is_file():
         raise TraceError(f"{path}: no such trace file")
     try:
