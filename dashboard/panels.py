@@ -84,8 +84,15 @@ def summary_cards(an) -> list:
         _card("achieved", f"{_fmt(an.tflops, ' TFLOPS')} · {_fmt(an.gbps, ' GB/s', 0)}"),
         _card("instructions / spans", f"{an.num_instructions:,} / {an.num_spans:,}"),
         _card("critical path", f"{crit['steps']} steps, {crit['waits']} waits, {crit['sms']} SMs"),
+        _card("critical path time (µs): compute · load · store · semaphore", _path_time(an.critical_time_us)),
         _card("KV stream (middle): SMs · tile interval · rate", _stream(an.kv_stream)),
     ] + [html.Div(n, style={"color": "#8a1f00"}) for n in an.notes]
+
+
+def _path_time(t: dict) -> str:
+    if not t:
+        return "n/a"
+    return " · ".join(f"{t.get(k, 0.0):.2f}" for k in ("compute", "load", "store", "semaphore"))
 
 
 def _stream(k: dict | None) -> str:
@@ -128,6 +135,9 @@ def diff_tables(d) -> html.Div:
                    [_abd(k, v) for k, v in d.by_kind_us.items() if k in BAR_KINDS]),
             _table("Mean instruction duration (µs)", ["opcode", "A", "B", "B - A"],
                    [_abd(k, v) for k, v in d.opcode_mean_us.items()]),
+            _table("Critical path time by part (µs)", ["part", "A", "B", "B - A"],
+                   [_abd(k.replace("_", " "), v) for k, v in d.critical_time_us.items() if v["a"] or v["b"]],
+                   table_id="diff-critical-time"),
         ]),
         _table("SMs that changed most", ["SM", "busy A", "busy B", "wait A", "wait B", "finish A", "finish B",
                                          "score µs"],

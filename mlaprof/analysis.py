@@ -29,6 +29,13 @@ Definitions (all times in µs from the kernel start, the trace's time origin):
   interval between two tile loads ending on one SM, the median number of SMs with a tile load in flight,
   and the rate the two imply (SMs x tile / interval). A rate that stays put while the interval grows with
   the SMs is HBM-bound; an interval that stays put while the rate grows with them is bound by each SM.
+* critical path time: the path's span from 0 to its end, split by what was happening on it. Each step counts from
+  its binding wait's end (a wait step) or its start, but not before the previous step's end, to its own end;
+  within that, each instant goes to the first kind active on the step's SM for that instruction, in the order
+  compute, store, setup, load, wait (a load under a compute is hidden; a load alone is the SM waiting on
+  KV), and to ``unrecorded`` where none is. Between steps: ``semaphore`` (the previous step's end to the
+  binding wait's end: release, its visibility, the poll) and ``queue`` (the gap to the next instruction on
+  one SM); ``before_first`` is 0 to the first step. The parts add up to the path's end.
 * critical path: start from the instruction that ends last. An instruction was held back either by the
   previous instruction on its SM (reason ``queue``) or by the task its *binding* wait was for (reason
   ``wait``); the walk continues from that predecessor. A wait binds when the task it waited for released its
@@ -267,6 +274,7 @@ class Analysis:
     critical_path: list[CriticalStep]
     steal_groups: list[dict] = dataclasses.field(default_factory=list)
     kv_stream: dict | None = None
+    critical_time_us: dict[str, float] = dataclasses.field(default_factory=dict)
     notes: list[str] = dataclasses.field(default_factory=list)
     instructions: Instructions | None = dataclasses.field(default=None, repr=False)  # for diff; not in JSON
 
@@ -390,6 +398,7 @@ def analyze(trace: Trace) -> Analysis:
     tflops, gbps, tflops_k, gbps_k, floor = _workload_rates(meta, makespan_us, notes)
     if len(sp) and not is_ins.any():
         notes.append("no INSTRUCTION spans: instruction extents are taken from their other spans")
+    path = critical_path(ins)
     return Analysis(
         workload=meta.workload, scheduler=meta.scheduler, scheduler_params=meta.scheduler_params, source=meta.source,
         gpu_name=meta.gpu_name, sm_count=int(meta.sm_count), kernel_time_us=meta.kernel_time_us,
@@ -400,8 +409,8 @@ def analyze(trace: Trace) -> Analysis:
         tflops=tflops, gbps=gbps, tflops_kernel=tflops_k, gbps_kernel=gbps_k, hbm_floor_us=floor,
         sm_busy_us=busy / NS_PER_US, sm_wait_us=wait / NS_PER_US, sm_idle_us=idle / NS_PER_US,
         sm_finish_us=finish / NS_PER_US, sm_instructions=sm_instr,
-        critical_path=critical_path(ins), steal_groups=steal_groups(meta.tasks or [], sp), kv_stream=kv_stream(sp),
-        notes=notes,
+        critical_path=path, steal_groups=steal_groups(meta.tasks or [], sp), kv_stream=kv_stream(sp),
+        critical_time_us=critical_time(sp, path), notes=notes,
         instructions=ins,
     )
 
@@ -449,7 +458,7 @@ def kv_stream(sp: Spans) -> dict | None:
         return None
     sm, start, end = sp.sm[tile], sp.start[tile], sp.end[tile]
     t0, t1 = int(start.min()), int(end.max())
-    out = {"sms": int(np.unique(sm).size), "tiles": int(tile.sum()), "start_us": _us(t0), "end_us": _us(t1),
+    out = {"sms": int(np.count_nonzero(np.bincount(sm))), "tiles": int(tile.sum()), "start_us": _us(t0), "end_us": _us(t1),
            "mean_tbps": round(int(tile.sum()) * TILE_BYTES / (t1 - t0) / 1e3, 4) if t1 > t0 else None,
            "tile_interval_us": None, "streaming_sms": None, "steady_tbps": None}
     lo, hi = t0 + STREAM_EDGE * (t1 - t0), t1 - STREAM_EDGE * (t1 - t0)
@@ -467,6 +476,64 @@ def kv_stream(sp: Spans) -> dict | None:
     out.update(tile_interval_us=_us(interval), streaming_sms=streaming,
                steady_tbps=round(streaming * TILE_BYTES / interval / 1e3, 4) if interval > 0 else None)
     return out
+
+
+PATH_KINDS = (Kind.COMPUTE, Kind.STORE, Kind.SETUP, Kind.LOAD, Kind.WAIT)  # who gets an instant on the path first
+CRITICAL_PARTS = ("before_first", "setup", "load", "compute", "store", "wait", "unrecorded", "semaphore", "queue")
+
+
+def _ns(us: float) -> int:
+    return int(round(us * NS_PER_US))  # a step's µs carry 4 decimals: the trace's integer ns come back exactly
+
+
+def critical_time(sp: Spans, path: list[CriticalStep]) -> dict[str, float]:
+    """The critical path's time by part (module docstring), in µs; every part 0 when there is no path."""
+    out = dict.fromkeys(CRITICAL_PARTS, 0)
+    if not path:
+        return {k: 0.0 for k in out}
+    n = len(path)
+    begins, ends = np.zeros(n, np.int64), np.zeros(n, np.int64)
+    prev_end = None
+    for i, step in enumerate(path):
+        begin, end = _ns(step.waited_for["wait_end_us"] if step.waited_for else step.start_us), _ns(step.end_us)
+        if prev_end is None:
+            out["before_first"] += begin
+        else:
+            begin = min(max(begin, prev_end), end)
+            out["semaphore" if step.reason == "wait" else "queue"] += begin - prev_end
+        begins[i], ends[i], prev_end = begin, end, end
+    # each path instruction's spans, found through a table over (sm, instr) keys, clipped to its step
+    stride = int(sp.instr.max()) + 1
+    key_all = sp.sm * stride + sp.instr
+    step_of = np.full(int(key_all.max()) + 1, -1, np.int64)
+    keys = np.asarray([s.sm * stride + s.instr for s in path], np.int64)
+    inside = keys < len(step_of)
+    step_of[keys[inside]] = np.flatnonzero(inside)
+    rows = np.flatnonzero((step_of[key_all] >= 0) & np.isin(sp.kind, PATH_KINDS))
+    step = step_of[key_all[rows]]
+    s = np.clip(sp.start[rows], begins[step], ends[step])
+    e = np.clip(sp.end[rows], begins[step], ends[step])
+    keep = e > s
+    rows, step, s, e = rows[keep], step[keep], s[keep], e[keep]
+    # one sweep over every step, each shifted onto its own stretch of the time axis: per event, how many spans
+    # of each kind are open; each interval inside a step goes to the first open kind (PATH_KINDS order)
+    stretch = int(ends.max() - min(begins.min(), 0)) + 1
+    idx = np.arange(n)
+    t = np.r_[s + step * stretch, e + step * stretch, begins + idx * stretch, ends + idx * stretch]
+    kinds = np.r_[sp.kind[rows], sp.kind[rows], np.full(2 * n, -1)]
+    delta = np.r_[np.ones(len(rows), np.int64), -np.ones(len(rows), np.int64), np.zeros(2 * n, np.int64)]
+    owner = np.r_[step, step, idx, idx]
+    order = np.argsort(t, kind="stable")
+    t, kinds, delta, owner = t[order], kinds[order], delta[order], owner[order]
+    length = np.diff(t)
+    in_step = owner[1:] == owner[:-1]  # not the stretch between one step's end and the next one's begin
+    claimed = ~in_step
+    for kind in PATH_KINDS:
+        open_ = np.cumsum(np.where(kinds == kind, delta, 0))[:-1] > 0
+        out[KIND_NAMES[kind]] += int(length[open_ & ~claimed].sum())
+        claimed |= open_
+    out["unrecorded"] += int(length[~claimed].sum())
+    return {k: _us(v) for k, v in out.items()}
 
 
 def critical_path(ins: Instructions) -> list[CriticalStep]:

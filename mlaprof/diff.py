@@ -21,7 +21,7 @@ import html
 
 import numpy as np
 
-from mlaprof.analysis import Analysis, CriticalStep, Instructions, analyze
+from mlaprof.analysis import CRITICAL_PARTS, Analysis, CriticalStep, Instructions, analyze
 from mlaprof.trace.io import Trace
 from mlaprof.trace.schema import KIND_NAMES, OPCODE_NAMES
 
@@ -163,6 +163,7 @@ class Diff:
     ops: dict | None  # matched mode: counts and delta statistics
     op_changes: OpChanges  # matched mode: every matched op, largest |duration delta| first (empty otherwise)
     critical_path: dict
+    critical_time_us: dict = dataclasses.field(default_factory=dict)  # part -> {a, b, delta} (CRITICAL_PARTS)
 
     def to_json(self, max_ops: int | None = 100) -> dict:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "op_changes"}
@@ -321,6 +322,7 @@ def diff(a: Trace, b: Trace, analysis_a: Analysis | None = None, analysis_b: Ana
                       for o in opcodes},
         rates={"tflops": _abd(aa.tflops, ab.tflops), "gbps": _abd(aa.gbps, ab.gbps),
                "load_imbalance": _abd(aa.load_imbalance, ab.load_imbalance), **_stream_rates(aa, ab)},
+        critical_time_us={k: _abd(aa.critical_time_us.get(k), ab.critical_time_us.get(k)) for k in CRITICAL_PARTS},
         sms=_sm_changes(aa, ab, top_sms), ops=ops, op_changes=changes, critical_path=crit,
     )
 

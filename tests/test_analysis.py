@@ -307,3 +307,79 @@ def test_cli_info_and_diff_show_the_kv_stream(capsys):
     assert main(["diff", str(a), str(b)]) == 0
     out = capsys.readouterr().out
     assert "kv_tile_interval_us" in out and "+0.320" in out
+
+
+# ---- the critical path's time by part ----------------------------------------------------------------------
+
+def test_golden_critical_time(golden):
+    """two_sm.build_a's path: SM1's kv [64,160) partial from 20 to 200 ns (setup 10; loads alone 30-60, 80-90,
+    110-120; computes 60-80, 90-110, 120-170, loads under them hidden; nothing 170-180; store 20), then SM0's
+    reduction from its binding wait's end at 200 (the release at 200: no semaphore time) to 300 (load 20,
+    merge 60, store 20); 0 to 20 before the first step."""
+    t = analyze(golden).critical_time_us
+    assert t == {"before_first": 0.02, "setup": 0.01, "load": 0.07, "compute": 0.15, "store": 0.04, "wait": 0.0,
+                 "unrecorded": 0.01, "semaphore": 0.0, "queue": 0.0}
+    assert sum(t.values()) == pytest.approx(0.3)
+
+
+def test_golden_critical_time_through_the_queue(tmp_path):
+    """With a 150 ns tail the path is SM1's two instructions: [20, 200] as above, then seq 1 from 200 to 350
+    (setup 5, load 20, compute 115, store 10)."""
+    t = analyze(_trace(tmp_path, two_sm.build_a(tail=150))).critical_time_us
+    assert (t["queue"], t["semaphore"], t["before_first"]) == (0.0, 0.0, 0.02)
+    assert (t["setup"], t["load"], t["compute"], t["store"], t["unrecorded"]) == (0.015, 0.07, 0.205, 0.03, 0.01)
+    assert sum(t.values()) == pytest.approx(0.35)
+
+
+@pytest.mark.parametrize("name", ["seed-representative__makespan", "b64-rand256to1024-q4__static",
+                                  "b132-4096-q4__makespan"])
+def test_critical_time_adds_up_on_recorded_traces(name, capsys):
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "traces" / f"{name}.arrow"
+    a = analyze(read_trace(path))
+    assert sum(a.critical_time_us.values()) == pytest.approx(a.critical_path[-1].end_us, abs=1e-3)
+    assert all(v >= 0 for v in a.critical_time_us.values())
+    assert main(["info", str(path)]) == 0
+    assert f"adding up to {a.critical_path[-1].end_us:.2f})" in capsys.readouterr().out
+
+
+def test_critical_time_in_diff(golden, tmp_path, capsys):
+    from mlaprof.diff import diff
+
+    b = _trace(tmp_path, two_sm.build_a(tail=150), "b.arrow")
+    d = diff(golden, b)
+    assert d.critical_time_us["compute"] == {"a": 0.15, "b": 0.205, "delta": 0.055}
+    assert main(["diff", str(golden.path), str(b.path)]) == 0
+    assert "its time by part (us)" in capsys.readouterr().out
+
+
+def test_critical_time_matches_brute_force(small_synthetic):
+    """Every nanosecond of every step given to the first kind open then (independent of the sweep)."""
+    from mlaprof.analysis import PATH_KINDS, Spans
+    from mlaprof.trace.schema import KIND_NAMES
+
+    a = analyze(small_synthetic)
+    sp = Spans.of(small_synthetic)
+    want = dict.fromkeys(a.critical_time_us, 0)
+    prev = None
+    for step in a.critical_path:
+        begin = round(1000 * (step.waited_for["wait_end_us"] if step.waited_for else step.start_us))
+        end = round(1000 * step.end_us)
+        if prev is None:
+            want["before_first"] += begin
+        else:
+            begin = min(max(begin, prev), end)
+            want["semaphore" if step.reason == "wait" else "queue"] += begin - prev
+        prev = end
+        mine = (sp.sm == step.sm) & (sp.instr == step.instr)
+        ns = np.arange(begin, end)
+        taken = np.zeros(len(ns), bool)
+        for kind in PATH_KINDS:
+            m = mine & (sp.kind == kind)
+            open_ = ((sp.start[m][:, None] <= ns) & (ns < sp.end[m][:, None])).any(axis=0) if m.any() else taken & False
+            want[KIND_NAMES[kind]] += int((open_ & ~taken).sum())
+            taken |= open_
+        want["unrecorded"] += int((~taken).sum())
+    assert a.critical_time_us == {k: round(v / 1000, 4) for k, v in want.items()}
+    assert sum(want.values()) == round(1000 * a.critical_path[-1].end_us)

@@ -233,6 +233,8 @@ def test_filters_zoom_and_diff(dash_duo, served):
     text = dash_duo.find_element("#diff-headline").text
     assert f"{d.makespan_delta_us:,.3f}" in text and "makespan" in text
     assert "mode: matched" in dash_duo.find_element("#diff-tables").text
+    compute = d.critical_time_us["compute"]  # the critical path's time by part, as mlaprof.diff has it
+    assert f"{compute['a']:,.3f}" in dash_duo.find_element("#diff-critical-time").text
 
     # zoom: a big trace drawn aggregated becomes span-by-span once few spans are in view, and back
     dash_duo.find_elements(".tab")[0].click()

@@ -101,6 +101,10 @@ def render(d, top: int = 10) -> str:
     cp = d.critical_path
     lines += ["", f"critical path: {cp['steps_a']} steps in A, {cp['steps_b']} in B; its end moved "
                   f"{cp['end_delta_us']:+.3f} us"]
+    if d.critical_time_us:
+        lines.append("  its time by part (us)")
+        lines += [_row(f"  {k.replace('_', ' ')}", v) for k, v in d.critical_time_us.items()
+                  if v["a"] or v["b"]]
     if d.mode == "matched":
         lines.append(f"  {cp['common']} steps in both, {len(cp['only_in_a'])} only in A, {len(cp['only_in_b'])} "
                      f"only in B, {len(cp['reason_changed'])} reached another way")

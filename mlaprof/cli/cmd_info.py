@@ -112,6 +112,10 @@ def render(trace, a, per_sm: bool = False, steps: int = 12) -> str:
         f"critical path: {cs['steps']} steps on {cs['sms']} SMs, {cs['waits']} semaphore waits "
         f"({cs['wait_us']:.2f} us waiting), {cs['start_us']:.2f} -> {cs['end_us']:.2f} us",
     ]
+    if a.critical_path:
+        parts = [(k, v) for k, v in a.critical_time_us.items() if abs(v) >= 0.0005]
+        lines.append("  its time: " + ", ".join(f"{k.replace('_', ' ')} {v:.2f}" for k, v in parts)
+                     + f" (us, adding up to {sum(a.critical_time_us.values()):.2f})")
     shown = a.critical_path if steps <= 0 else a.critical_path[-steps:]
     if len(shown) < len(a.critical_path):
         lines.append(f"  ... {len(a.critical_path) - len(shown)} earlier steps (--steps 0 shows all)")
