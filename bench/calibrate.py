@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 
 from mlaprof import format as fmt
+from mlaprof.analysis import Spans, kv_stream
 from mlaprof.costmodel import CostModel, fit_with_report, trace_tile_tokens
 from mlaprof.schedule.encode import encode, from_trace
 from mlaprof.sim import simulate
@@ -82,13 +83,20 @@ def _replay_and_report(traces, model: CostModel, report: dict, gpus: list[str], 
             continue
         enc = encode(from_trace(t))
         measured = t.makespan_ns / 1e3
-        sim = simulate(enc, model).makespan_ns / 1e3
+        sim_trace = simulate(enc, model)
+        sim = sim_trace.makespan_ns / 1e3
         sim_default = simulate(enc, CostModel()).makespan_ns / 1e3
+        # the KV stream's middle (mlaprof.analysis.kv_stream): the simulator gives each SM one tile rate, the GPU
+        # shares its HBM between the SMs that stream (bench/NOTES.md v23)
+        k_meas, k_sim = kv_stream(Spans.of(t)) or {}, kv_stream(Spans.of(sim_trace)) or {}
         rows.append({"workload": t.meta.workload.get("name", "?"), "scheduler": t.meta.scheduler,
                      "trace": Path(t.path).name, "measured_us": round(measured, 2),
                      "simulated_us": round(sim, 2), "error_pct": round(100 * (sim / measured - 1), 1),
                      "simulated_default_us": round(sim_default, 2),
-                     "error_default_pct": round(100 * (sim_default / measured - 1), 1)})
+                     "error_default_pct": round(100 * (sim_default / measured - 1), 1),
+                     "tile_interval_us": k_meas.get("tile_interval_us"),
+                     "simulated_tile_interval_us": k_sim.get("tile_interval_us"),
+                     "streaming_sms": k_meas.get("streaming_sms"), "steady_tbps": k_meas.get("steady_tbps")})
         r = rows[-1]
         print(f"{r['workload']:22s} {r['scheduler']:9s} measured {measured:7.1f} us  calibrated {sim:7.1f} us "
               f"({r['error_pct']:+.1f}%)  default {sim_default:7.1f} us ({r['error_default_pct']:+.1f}%)")
@@ -127,15 +135,22 @@ def markdown(res: dict) -> str:
         f"{how}  Each row replays that trace's own schedule (task table and per-SM order) in `mlaprof.sim`.  "
         f"Goal: within {res['goal_pct']:.0f}%; met by {ok} of {len(res['rows'])}.",
         "",
-        "| workload | scheduler | measured us | simulated us (calibrated) | error | simulated us (defaults) | error |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| workload | scheduler | measured us | simulated us (calibrated) | error | simulated us (defaults) | error "
+        "| tile interval us: measured / simulated | SMs loading, TB/s (measured) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
+
+    def num(x, fmt_):
+        return "n/a" if x is None else format(x, fmt_)
+
     for r in res["rows"]:
         lines.append(f"| {r['workload']} | {r['scheduler']} | {r['measured_us']:.1f} | {r['simulated_us']:.1f} | "
-                     f"{r['error_pct']:+.1f}% | {r['simulated_default_us']:.1f} | {r['error_default_pct']:+.1f}% |")
+                     f"{r['error_pct']:+.1f}% | {r['simulated_default_us']:.1f} | {r['error_default_pct']:+.1f}% | "
+                     f"{num(r.get('tile_interval_us'), '.2f')} / {num(r.get('simulated_tile_interval_us'), '.2f')} | "
+                     f"{num(r.get('streaming_sms'), '.0f')}, {num(r.get('steady_tbps'), '.2f')} |")
     lines += ["", "What the model leaves out (where the misses come from): contention in the memory system, which "
               "makes a partial's store take up to ~2x its mean and merges up to ~2x when many SMs store or merge "
-              "at once; the tile rate's dependence on the workload (one fitted rate for all); the SMs' spread, which the simulator gives a fixed per-SM pattern while on the "
+              "at once; the tile rate's dependence on the workload and on how many SMs stream (one fitted rate per SM for all: the tile interval columns, the middle of the KV stream as `mlaprof info` reports it); the SMs' spread, which the simulator gives a fixed per-SM pattern while on the "
               "GPU the slow SMs change from run to run.",
               "", "Fitted constants (ns; per-byte and per-FLOP slopes in ns per unit):", "",
               "| constant | value |", "| --- | --- |"]
