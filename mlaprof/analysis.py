@@ -503,12 +503,11 @@ def critical_time(sp: Spans, path: list[CriticalStep]) -> dict[str, float]:
             out["semaphore" if step.reason == "wait" else "queue"] += begin - prev_end
         begins[i], ends[i], prev_end = begin, end, end
     # each path instruction's spans, found through a table over (sm, instr) keys, clipped to its step
-    stride = int(sp.instr.max()) + 1
-    key_all = sp.sm * stride + sp.instr
+    lo_instr = int(sp.instr.min())  # keys >= 0 whatever the instruction indices (the reader does not bound them)
+    stride = int(sp.instr.max()) - lo_instr + 1
+    key_all = sp.sm * stride + (sp.instr - lo_instr)
     step_of = np.full(int(key_all.max()) + 1, -1, np.int64)
-    keys = np.asarray([s.sm * stride + s.instr for s in path], np.int64)
-    inside = keys < len(step_of)
-    step_of[keys[inside]] = np.flatnonzero(inside)
+    step_of[[s.sm * stride + (s.instr - lo_instr) for s in path]] = np.arange(n)
     rows = np.flatnonzero((step_of[key_all] >= 0) & np.isin(sp.kind, PATH_KINDS))
     step = step_of[key_all[rows]]
     s = np.clip(sp.start[rows], begins[step], ends[step])
