@@ -91,7 +91,7 @@ def render(trace, a, per_sm: bool = False, steps: int = 12) -> str:
     if a.kv_stream:
         k = a.kv_stream
         lines += ["", f"KV stream   {k['tiles']} tiles on {k['sms']} SMs, {k['start_us']:.2f} -> {k['end_us']:.2f} us "
-                      f"({_f(k['mean_tbps'])} TB/s over it)"]
+                      f"({_f(k['mean_tbps'])} TB/s over it); {a.makespan_us - k['end_us']:.2f} us more to the makespan"]
         if k["tile_interval_us"] is not None:
             lines.append(f"  middle: one tile per SM every {k['tile_interval_us']:.3f} us (median), "
                          f"{k['streaming_sms']:.0f} SMs loading -> {_f(k['steady_tbps'])} TB/s")
