@@ -2,7 +2,9 @@
 
 Layout: one process per GPU (a trace is one GPU, pid 0), one thread per SM and role ("SM 3 producer"), "X"
 complete events in µs, and a flow ("s" on the producing task's STORE span, "f" with binding point "e" on the
-waiting WAIT span) for every semaphore wait whose producer is known.
+waiting WAIT span) for every semaphore wait whose producer is known. The instructions on the critical path
+(``mlaprof.analysis.critical_path``) carry ``"critical_step": k`` (1 = first) in their args and the category
+``instruction,critical path``, so Perfetto's search and category filter find the chain that set the makespan.
 
 The trace-event format requires the complete events of one thread to nest: two spans of one thread may not
 partially overlap. A pipelined producer can have several tile loads in flight at once, and a controller that
@@ -20,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mlaprof.analysis import Spans
+from mlaprof.analysis import Spans, critical_path, instruction_table
 from mlaprof.errors import UserError
 from mlaprof.format import Kind, Opcode
 from mlaprof.trace.io import Trace
@@ -113,6 +115,8 @@ def trace_events(trace: Trace):
             yield "M", _j({"ph": "M", "pid": 0, "tid": t, "name": "thread_name", "args": {"name": name}})
             yield "M", _j({"ph": "M", "pid": 0, "tid": t, "name": "thread_sort_index", "args": {"sort_index": t}})
 
+    path = critical_path(instruction_table(sp)) if len(sp) else []
+    step_of = {(s.sm, s.instr): k + 1 for k, s in enumerate(path)}
     cols = [c.tolist() for c in (tid, sp.kind, sp.opcode, sp.start, sp.end, sp.instr, sp.task, sp.seq, sp.q_start,
                                  sp.q_count, sp.kv_start, sp.kv_end, sp.aux, sp.wait_task, sp.sm)]
     # formatted by hand, not json.dumps: it halves the time on a million spans; every string here is a schema
@@ -123,8 +127,12 @@ def trace_events(trace: Trace):
         extra = f',"{_aux_name(k, op)}":{aux}' if aux >= 0 else ""
         if wt >= 0:
             extra += f',"wait_task":{wt}'
+        cat = kind
+        if k == Kind.INSTRUCTION and (sm, ins) in step_of:
+            cat = f"{kind},critical path"
+            extra += f',"critical_step":{step_of[sm, ins]}'
         yield "X", (f'{{"ph":"X","pid":0,"tid":{t},"ts":{_fmt_us(s)},"dur":{_fmt_us(e - s)},"name":"{name}",'
-                    f'"cat":"{kind}","args":{{"sm":{sm},"instr":{ins},"task":{task},"opcode":"{opname}",'
+                    f'"cat":"{cat}","args":{{"sm":{sm},"instr":{ins},"task":{task},"opcode":"{opname}",'
                     f'"seq":{seq},"q_start":{q0},"q_count":{qn},"kv_start":{k0},"kv_end":{k1}{extra}}}}}')
 
     yield from _flows(sp, tid)

@@ -82,7 +82,7 @@ def test_golden_export(golden, tmp_path):
     proc = [e for e in ev["M"] if e["name"] == "process_name"][0]["args"]["name"]
     assert proc.startswith("NVIDIA H100 80GB HBM3 - golden-two-sm - golden-a")
     # exact times in µs; the reduction's instruction span
-    red = [e for e in ev["X"] if e["cat"] == "instruction" and e["args"]["opcode"] == "reduction"][0]
+    red = [e for e in ev["X"] if e["cat"].startswith("instruction") and e["args"]["opcode"] == "reduction"][0]
     assert (red["ts"], red["dur"], red["name"]) == (0.1, 0.2, "reduction s0 kv[0,160)")
     # flows go from the producing task's STORE (consumer thread) to the WAIT that waited on it
     tid_name = {e["tid"]: e["args"]["name"] for e in ev["M"] if e["name"] == "thread_name"}
@@ -91,6 +91,11 @@ def test_golden_export(golden, tmp_path):
     assert flows == [("SM 0 consumer", 0.095, "SM 0 controller", 0.11),
                      ("SM 1 consumer", 0.19, "SM 0 controller", 0.155)]
     assert doc["otherData"]["scheduler"] == "golden-a"
+    # the critical path (SM 1's kv [64,160) partial, then SM 0's reduction) is marked on its instructions only
+    marked = sorted((e["args"]["critical_step"], e["args"]["sm"], e["args"]["instr"], e["cat"])
+                    for e in ev["X"] if "critical_step" in e["args"])
+    assert marked == [(1, 1, 0, "instruction,critical path"), (2, 0, 1, "instruction,critical path")]
+    assert sum("critical path" in e["cat"] for e in ev["X"]) == 2
 
 
 def test_pipelined_loads_get_lanes(pipelined, tmp_path):
@@ -193,6 +198,6 @@ def test_simulated_export_is_valid(workload, tmp_path):
     # every controller span of one instruction sits on one thread, under that instruction's span
     threads = defaultdict(set)
     for e in ev["X"]:
-        if e["cat"] in ("instruction", "setup", "wait"):
+        if e["cat"].split(",")[0] in ("instruction", "setup", "wait"):  # (a critical instruction: two categories)
             threads[(e["args"]["sm"], e["args"]["instr"])].add(e["tid"])
     assert all(len(v) == 1 for v in threads.values())
