@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 
 
-
 def main() -> int:
     import torch
 

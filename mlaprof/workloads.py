@@ -40,8 +40,9 @@ class Workload:
         if len(self.lens) > MAX_SEQUENCES:
             raise WorkloadError(f"workload {self.name!r}: {len(self.lens)} sequences; at most {MAX_SEQUENCES} "
                                 "(one GPU's decode step): split the batch")
-        if sum(int(n) for n in self.lens) > MAX_TOTAL_KV_TOKENS:
-            raise WorkloadError(f"workload {self.name!r}: {sum(int(n) for n in self.lens)} KV tokens in all; at most "
+        total = sum(int(n) for n in self.lens)
+        if total > MAX_TOTAL_KV_TOKENS:
+            raise WorkloadError(f"workload {self.name!r}: {total} KV tokens in all; at most "
                                 f"{MAX_TOTAL_KV_TOKENS} ({MAX_TOTAL_KV_TOKENS * fmt.HEAD_DIM_QK * 2 / 1e9:.0f} GB of "
                                 "bf16 KV, more than one GPU holds): shorten the sequences or split the batch")
         if not 1 <= self.s_q <= fmt.MAX_S_Q:
