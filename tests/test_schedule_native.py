@@ -229,3 +229,20 @@ def test_tiles_that_cost_nothing(num_sms):
     got, want = both(lambda: makespan_schedule(w, num_sms, free_tiles))
     assert_same(got, want)
     check_schedule(got, w, num_sms)
+
+
+def test_merges_that_cost_nothing():
+    """Free merges and no semaphore latency (found by the random test above): the lag from a merge's end to
+    its leaves' deadline is negative, so a filler's leaf could get a first deadline <= 0. Python then lost
+    track of it (KeyError) and the core gave up; a leaf's first reader now records it whatever the value."""
+    free_merges = dataclasses.replace(default(), reduce_base_ns=0.0, reduce_row_ns=0.0, reduce_byte_ns=0.0,
+                                      reduce_store_ns=0.0, reduce_fence_ns=0.0, sem_latency_ns=0.0, row_granule=16)
+    assert free_merges.sem_latency_ns - free_merges.reduce_setup_ns < 0
+    lens = (1,) * 11 + (65, 65, 129, 129, 129, 129, 193, 193, 193, 257, 257, 257, 321, 385, 385, 449, 449, 449,
+                        513, 513, 513, 513, 513, 577, 577, 705, 705, 897, 897, 1025, 1025, 1089, 1153, 1153, 1217,
+                        1281, 1345, 1345, 1473, 1729, 1793, 1793, 1985, 2433, 2817, 4033, 6977, 11521, 21569,
+                        66433, 99969, 48769)
+    w = Workload("free-merges", lens, 1)
+    got, want = both(lambda: makespan_schedule(w, 9, free_merges))
+    assert_same(got, want)
+    check_schedule(got, w, 9)

@@ -233,9 +233,9 @@ def _plan(lens, tiles, num_sms: int, c: _Costs, m_fill: dict[int, int], chunk: i
                 for j in leaf_in:
                     left = pend_i[j] - 1
                     pend_i[j] = left
+                    if left == copies - 1:  # its first reader sets its first deadline (even one <= 0: free
+                        first_read.append((i, j))  # merges with a negative lag)
                     if dl > rho_i[j]:
-                        if rho_i[j] == 0.0:  # set once above 0: its first deadline
-                            first_read.append((i, j))
                         rho_i[j] = dl
                     if left == 0 and fixed:
                         push(ready, (rho_i[j], i, j, False, 0))

@@ -184,10 +184,9 @@ int backward_plan(Arena *a, const Model *m, const Costs *c, const i64 *tiles, i6
                 if (ins[x] < 0) continue;
                 i64 leaf = lo + ins[x];
                 i64 left = --pend[leaf];
-                if (dl > rho[leaf]) {
-                    if (rho[leaf] == 0.0) first_read[num_first++] = leaf; /* its first deadline */
-                    rho[leaf] = dl;
-                }
+                /* its first reader sets its first deadline (even one <= 0: free merges with a negative lag) */
+                if (left == copies - 1) first_read[num_first++] = leaf;
+                if (dl > rho[leaf]) rho[leaf] = dl;
                 if (left == 0 && !p->is_filler[r.i])
                     ready_heap_push(ready, &num_ready, ready_item(rho[leaf], r.i, ins[x], 0, 0));
             }
