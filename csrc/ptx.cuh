@@ -77,6 +77,19 @@ __device__ __forceinline__ int ld_nc_here(const int* p) {
   asm volatile("ld.global.nc.b32 %0, [%1];" : "=r"(v) : "l"(p));
   return v;
 }
+// 16 bytes (4 bytes) through L2 (ld.global.cg) only where `pred`; elsewhere `v` keeps its value. A load
+// inside a condition (`pred ? load : 0`) makes the compiler zero the register the pending load writes, which
+// waits for that load (bench/NOTES.md v20); a predicated asm load leaves nothing to wait for.
+__device__ __forceinline__ void ld_cg_if(uint4& v, const void* p, bool pred) {
+  asm volatile("{\n .reg .pred q;\n setp.ne.b32 q, %5, 0;\n @q ld.global.cg.v4.u32 {%0, %1, %2, %3}, [%4];\n}"
+               : "+r"(v.x), "+r"(v.y), "+r"(v.z), "+r"(v.w)
+               : "l"(p), "r"(static_cast<int>(pred)));
+}
+__device__ __forceinline__ void ld_cg_if(float& v, const float* p, bool pred) {
+  asm volatile("{\n .reg .pred q;\n setp.ne.b32 q, %2, 0;\n @q ld.global.cg.f32 %0, [%1];\n}"
+               : "+f"(v)
+               : "l"(p), "r"(static_cast<int>(pred)));
+}
 __device__ __forceinline__ int ld_volatile(const int* p) {
   int v;
   asm volatile("ld.volatile.global.b32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");

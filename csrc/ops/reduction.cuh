@@ -19,9 +19,29 @@ namespace mlaprof {
 struct ReductionOp {
   static constexpr int kOpcode = fmt::OP_REDUCTION;
   static constexpr int kChunkRows = 16;                                   // rows per pass (one query token)
+#ifdef MLAPROF_COUNTED_BATCH  // A/B switch (bench/build_ab.py); the cost model counts rounds of fmt::COUNTED_BATCH
+  static constexpr int kCountedBatch = MLAPROF_COUNTED_BATCH;
+#else
   static constexpr int kCountedBatch = fmt::COUNTED_BATCH;  // counted inputs a thread loads per round trip (80 registers)
+#endif
 
   __device__ static bool counted(const Instr& in) { return __ldg(in.words + fmt::W_INPUT_LAYOUT) == fmt::LAYOUT_COUNTED; }
+
+  // The words a merge addresses its inputs with, read at the top of consume while the producer still waits on
+  // the inputs, each load issued right there: read after the stage arrives they cost an L2 round trip before
+  // the first input load (~0.3 us per merge, bench/NOTES.md v24).
+  struct Operands {
+    int slots[fmt::MAX_FANIN];  // listed: each input's slot; counted: slots[0], the first of n contiguous ones
+    int col0, cols;             // counted: the block of V columns
+    __device__ static Operands load(const Instr& in) {
+      Operands o;
+#pragma unroll
+      for (int i = 0; i < fmt::MAX_FANIN; ++i) o.slots[i] = ptx::ld_nc_here(in.words + fmt::W_INPUT_SLOTS + i);
+      o.col0 = ptx::ld_nc_here(in.words + fmt::W_COL_START);
+      o.cols = ptx::ld_nc_here(in.words + fmt::W_COL_COUNT);
+      return o;
+    }
+  };
 
   __device__ static bool operands_ok(const Globals& g, const Instr& in) {
     if (!in.common_ok(g) || in.steals()) return false;  // only partials share tiles
@@ -121,31 +141,36 @@ struct ReductionOp {
   // (running max, sum and weighted vector); the groups then combine through shared memory: the stage this
   // reduction holds carries no data, so its KV buffer is free until the stage is released.
   template <bool T>
-  __device__ static void merge_counted(Ctx<T>& c, const Instr& in, int stage) {
+  __device__ static void merge_counted(Ctx<T>& c, const Instr& in, const Operands& a, int stage) {
     const Globals& g = c.g;
-    const int n = in.num_inputs, slot0 = __ldg(in.words + fmt::W_INPUT_SLOTS);
-    const int nb = __ldg(in.words + fmt::W_COL_COUNT) / kBlockCols, groups = kConsumerWarps / nb;
+    const int n = in.num_inputs, slot0 = a.slots[0];
+    const int nb = a.cols / kBlockCols, groups = kConsumerWarps / nb;
     const int warp = c.ctid / 32, group = warp / nb;
-    const int r = c.lane / 2, col = __ldg(in.words + fmt::W_COL_START) + (warp % nb) * kBlockCols + (c.lane % 2) * 8;
+    const int r = c.lane / 2, col = a.col0 + (warp % nb) * kBlockCols + (c.lane % 2) * 8;
     float m = -INFINITY, l = 0.f, acc[8];
 #pragma unroll
     for (int e = 0; e < 8; ++e) acc[e] = 0.f;
     for (int first = group; first < n; first += groups * kCountedBatch) {
       uint4 raw[kCountedBatch];
       float lse[kCountedBatch];
-      // Every load unpredicated (a position past the last input re-reads the last one) and masked only after
-      // all of them are issued: `i < n ? load : 0` made the compiler zero the register a pending load writes,
-      // which waits for that load, and so the loads went out one round trip at a time (6.7 us per merge).
+      // Only this thread's inputs are loaded, every load issued before any is used: a position past the last
+      // input keeps O 0 and LSE -inf (weight 0). `i < n ? load : 0` made the compiler zero the register a
+      // pending load writes, which waits for it, so the loads went out one round trip at a time (6.7 us per
+      // merge, v20); loads of the last input again in those positions cost a merge of 11 inputs 1.9 us for
+      // its one round against 0.8-1.0 us for 16 distinct inputs (v24). Predicated loads do neither.
 #pragma unroll
       for (int j = 0; j < kCountedBatch; ++j) {  // O first, LSE after (as in the listed merge)
-        const int i = min(first + j * groups, n - 1);
-        raw[j] = __ldcg(reinterpret_cast<const uint4*>(g.scratch_o + in.scratch_o_index(slot0 + i, r, col)));
+        const int i = first + j * groups;
+        raw[j] = make_uint4(0, 0, 0, 0);
+        ptx::ld_cg_if(raw[j], g.scratch_o + in.scratch_o_index(slot0 + min(i, n - 1), r, col), i < n);
       }
 #pragma unroll
-      for (int j = 0; j < kCountedBatch; ++j) lse[j] = __ldcg(g.scratch_lse + in.slot_row(slot0 + min(first + j * groups, n - 1), r));
+      for (int j = 0; j < kCountedBatch; ++j) {
+        const int i = first + j * groups;
+        lse[j] = -INFINITY;
+        ptx::ld_cg_if(lse[j], g.scratch_lse + in.slot_row(slot0 + min(i, n - 1), r), i < n);
+      }
       asm volatile("" ::: "memory");  // every load of the round above the merge
-#pragma unroll
-      for (int j = 0; j < kCountedBatch; ++j) lse[j] = first + j * groups < n ? lse[j] : -INFINITY;
       float mx = m;
 #pragma unroll
       for (int j = 0; j < kCountedBatch; ++j) mx = fmaxf(mx, lse[j]);
@@ -196,13 +221,13 @@ struct ReductionOp {
 
   // A listed merge, one query token at a time: thread (warp w, lane) holds row lane / 2 of blocks w + 8j.
   template <bool T>
-  __device__ static void merge_listed(Ctx<T>& c, const Instr& in) {
+  __device__ static void merge_listed(Ctx<T>& c, const Instr& in, const Operands& a) {
     const Globals& g = c.g;
     const int k = in.num_inputs;
     const int warp = c.ctid / 32, r = c.lane / 2, half = c.lane % 2;
     int slots[fmt::MAX_FANIN];
 #pragma unroll
-    for (int i = 0; i < fmt::MAX_FANIN; ++i) slots[i] = i < k ? __ldg(in.words + fmt::W_INPUT_SLOTS + i) : 0;
+    for (int i = 0; i < fmt::MAX_FANIN; ++i) slots[i] = i < k ? a.slots[i] : 0;
     for (int ch = 0; ch < in.q_count; ++ch) {
       const int row = ch * kChunkRows + r;
       // every load of this chunk first (L2 latency once), then the merge
@@ -287,6 +312,7 @@ struct ReductionOp {
   __device__ static bool consume(Ctx<T>& c, const Instr& in, int instr) {
     Smem& s = c.s;
     const bool by_count = counted(in);
+    const Operands a = Operands::load(in);
     const int stage = c.ring.stage;
     if (!c.consumer_wait(&s.full[stage], c.ring.phase)) return false;
     // Every warp of this warpgroup has seen the stage's phase before its leader frees the stage. The stage
@@ -302,8 +328,8 @@ struct ReductionOp {
     // waits for the leader's earlier event stores).
     if (!by_count && c.ctid % 128 == 0 && !(T && c.leader)) ptx::mbar_arrive(&s.empty[stage]);
     c.ring.advance();
-    if (by_count) merge_counted(c, in, stage);
-    else merge_listed(c, in);
+    if (by_count) merge_counted(c, in, a, stage);
+    else merge_listed(c, in, a);
     const unsigned long long t_store = c.leader ? c.rec.now() : 0;
     c.consumer_sync();  // every thread's stores precede the leader's gpu-scope release (cf. grid sync)
     if (by_count && c.ctid % 128 == 0 && !(T && c.leader)) ptx::mbar_arrive(&s.empty[stage]);
