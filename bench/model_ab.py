@@ -3,7 +3,7 @@ simulator's word is not enough to ship it (bench/NOTES.md v22e, v23). For each w
 schedule planned on model A and on model B (the packaged one by default), each checked against the
 reference, then timed interleaved (GPU-only graph time, bench/NOTES.md v19).
 
-    python bench/model_ab.py --a OLD.json [--b NEW.json] [--workload W ...] [--scheduler static ...]
+    python bench/model_ab.py --a OTHER.json [--b NEW.json] [--workload W ...] [--scheduler static ...]
                              [--replays 300] [--rounds 2] [--out probe.jsonl]
 
 One JSON line per workload, scheduler and round: ``a_gpu``, ``b_gpu`` (median us), ``delta_pct`` (B against
