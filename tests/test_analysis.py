@@ -287,7 +287,8 @@ def test_kv_stream_of_the_recorded_traces_is_hbm_bound():
     from pathlib import Path
 
     root = Path(__file__).resolve().parent.parent
-    on_120 = analyze(read_trace(root / "traces" / "seed-representative__makespan.arrow")).kv_stream
+    # the 120-SM trace of that probe's time (the shipped schedule then; traces/ has been re-recorded since)
+    on_120 = analyze(read_trace(root / "bench/results/probe/v23_every_sm_traces/seed-representative__makespan__shipped.arrow")).kv_stream
     on_132 = analyze(read_trace(root / "bench/results/probe/v23_every_sm_traces/seed-representative__makespan.arrow")).kv_stream
     assert (on_120["sms"], on_120["tiles"], on_132["sms"], on_132["tiles"]) == (120, 833, 132, 833)
     assert (on_120["tile_interval_us"], on_132["tile_interval_us"]) == (2.88, 3.2)
@@ -298,7 +299,7 @@ def test_cli_info_and_diff_show_the_kv_stream(capsys):
     from pathlib import Path
 
     root = Path(__file__).resolve().parent.parent
-    a = root / "traces" / "seed-representative__makespan.arrow"
+    a = root / "bench/results/probe/v23_every_sm_traces/seed-representative__makespan__shipped.arrow"
     b = root / "bench/results/probe/v23_every_sm_traces/seed-representative__makespan.arrow"
     assert main(["info", str(a)]) == 0
     out = capsys.readouterr().out
