@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+import numpy as np
+
 
 def main() -> int:
     import torch
@@ -41,8 +43,7 @@ def main() -> int:
         for sched in args.scheduler or ["static", "makespan"]:
             plans = {k: make_schedule(w, sms, sched, cost=m) for k, m in models.items()}
             encs = {k: encode(s) for k, s in plans.items()}
-            same = bool((encs["a"].instructions.shape == encs["b"].instructions.shape)
-                        and (encs["a"].instructions == encs["b"].instructions).all())
+            same = bool(np.array_equal(encs["a"].instructions, encs["b"].instructions))
             kernels, errs = {}, {}
             for k, enc in encs.items():
                 kernels[k], errs[k] = checked_probe_kernel(enc, t, ref)

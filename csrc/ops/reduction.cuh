@@ -19,11 +19,7 @@ namespace mlaprof {
 struct ReductionOp {
   static constexpr int kOpcode = fmt::OP_REDUCTION;
   static constexpr int kChunkRows = 16;                                   // rows per pass (one query token)
-#ifdef MLAPROF_COUNTED_BATCH  // A/B switch (bench/build_ab.py); the cost model counts rounds of fmt::COUNTED_BATCH
-  static constexpr int kCountedBatch = MLAPROF_COUNTED_BATCH;
-#else
   static constexpr int kCountedBatch = fmt::COUNTED_BATCH;  // counted inputs a thread loads per round trip (80 registers)
-#endif
 
   __device__ static bool counted(const Instr& in) { return __ldg(in.words + fmt::W_INPUT_LAYOUT) == fmt::LAYOUT_COUNTED; }
 
@@ -156,7 +152,7 @@ struct ReductionOp {
       // Only this thread's inputs are loaded, every load issued before any is used: a position past the last
       // input keeps O 0 and LSE -inf (weight 0). `i < n ? load : 0` made the compiler zero the register a
       // pending load writes, which waits for it, so the loads went out one round trip at a time (6.7 us per
-      // merge, v20); loads of the last input again in those positions cost a merge of 11 inputs 1.9 us for
+      // merge, v20); loads of the last input again in those positions cost a merge of 11 inputs 2.0 us for
       // its one round against 0.8-1.0 us for 16 distinct inputs (v24). Predicated loads do neither.
 #pragma unroll
       for (int j = 0; j < kCountedBatch; ++j) {  // O first, LSE after (as in the listed merge)
